@@ -43,6 +43,10 @@ ADVANCED_STORE_TOKEN_URL: Final = "https://auth.advanced-store.com/oauth2/token"
 ADVANCED_STORE_AUDIENCE: Final = ("api.ad4mat.net", "api.advanced-store.com")
 STATISTICS_PATH: Final = "/function/api/statistics"
 
+#: What the hot path needs, precomputed per token: (token, stale_at, "Bearer <token>",
+#: "<token>", 401 hook for bodies that replay from position 0).
+_Slot = tuple[Token, float, str, str, Callable[..., requests.Response]]
+
 _MAX_ORIGINS: Final = 256  # bound on the per-origin decision cache (a crawler hits many hosts)
 _UNREPLAYABLE: Final = -1  # body position marker: the body cannot be sent again
 
@@ -184,11 +188,13 @@ class ClientCredentialsAuth(AuthBase):
     def _init_runtime_state(self) -> None:
         # Everything here is per process and rebuilt on unpickle.
         self._key = self._fetcher.cache_key
-        # (token, stale_at, bearer header value): replaced as a whole, read without a lock.
-        self._slot: Optional[tuple[Token, float, str]] = None
-        self._flight: SingleFlight[tuple[Token, float, str]] = SingleFlight()
+        # Replaced as a whole, read without a lock; see _Slot.
+        self._slot: Optional[_Slot] = None
+        self._flight: SingleFlight[_Slot] = SingleFlight()
         self._next_early_refresh = -math.inf
         self._origins: dict[str, Any] = {}
+        # The hot path's one-entry cache: (origin + "/", style) of an origin with one style.
+        self._last_origin: tuple[str, Optional[HeaderStyle]] = ("\0", None)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -232,7 +238,7 @@ class ClientCredentialsAuth(AuthBase):
         if style is None:
             return {}
         slot = self._current_slot()
-        return {"Authorization": slot[2] if style == "bearer" else slot[0].access_token}
+        return {"Authorization": slot[2] if style == "bearer" else slot[3]}
 
     def close(self) -> None:
         """Close the token session (if this object created it)."""
@@ -241,18 +247,22 @@ class ClientCredentialsAuth(AuthBase):
     # -- requests' AuthBase -----------------------------------------------------------------
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        url = r.url or ""
-        rule = self._origins.get(_origin_of(url))
-        style = self._style_for(url) if rule is None or rule.__class__ is not str else rule
+        url: str = r.url  # type: ignore[assignment]  # always set once prepared
+        prefix, style = self._last_origin  # "scheme://host[:port]/" of the last signed origin
+        if not url.startswith(prefix):
+            style = self._style_for(url)
         if not style:
             return r
         slot = self._slot
         if slot is None or self._clock() >= slot[1]:
             slot = self._current_slot()
-        r.headers["Authorization"] = slot[2] if style == "bearer" else slot[0].access_token
+        r.headers["Authorization"] = slot[2] if style == "bearer" else slot[3]
         body: Any = r.body  # typed bytes | str, but files and generators pass through too
-        position = 0 if body is None or body.__class__ in (bytes, str) else _body_position(body)
-        r.hooks["response"].append(functools.partial(self._handle_401, slot[0], position))
+        if body is None or body.__class__ is bytes or body.__class__ is str:
+            r.hooks["response"].append(slot[4])
+        else:
+            hook = functools.partial(self._handle_401, slot[0], _body_position(body))
+            r.hooks["response"].append(hook)
         return r
 
     def _handle_401(
@@ -290,7 +300,7 @@ class ClientCredentialsAuth(AuthBase):
         extract_cookies_to_jar(jar, request, r.raw)  # type: ignore[no-untyped-call]
         prep.prepare_cookies(jar)
         prep.headers["Authorization"] = (
-            slot[0].access_token if header == sent.access_token else slot[2]
+            slot[3] if header == sent.access_token else slot[2]
         )
         retried: requests.Response = r.connection.send(prep, **kwargs)
         retried.history.append(r)
@@ -299,13 +309,13 @@ class ClientCredentialsAuth(AuthBase):
 
     # -- token slot -------------------------------------------------------------------------
 
-    def _current_slot(self) -> tuple[Token, float, str]:
+    def _current_slot(self) -> _Slot:
         slot = self._slot
         if slot is not None and self._clock() < slot[1]:
             return slot
         return self._refresh_slot()
 
-    def _refresh_slot(self) -> tuple[Token, float, str]:
+    def _refresh_slot(self) -> _Slot:
         """Slow path: the token is missing, stale or expired."""
         slot = self._slot
         if slot is not None:
@@ -334,7 +344,7 @@ class ClientCredentialsAuth(AuthBase):
                 current.fingerprint, current.expired_at(self.leeway) - now, wait, exc,
             )
 
-    def _obtain(self) -> tuple[Token, float, str]:
+    def _obtain(self) -> _Slot:
         """Take the newest token from the cache, or fetch one under the cache's lock."""
         held = self.cache.get(self._key)
         if held is not None and self._usable(held):
@@ -353,8 +363,10 @@ class ClientCredentialsAuth(AuthBase):
             return False  # the one we are replacing
         return token.state(self._clock(), self.leeway) is TokenState.FRESH
 
-    def _adopt(self, token: Token) -> tuple[Token, float, str]:
-        slot = (token, token.stale_at(self.leeway), "Bearer " + token.access_token)
+    def _adopt(self, token: Token) -> _Slot:
+        hook = functools.partial(self._handle_401, token, 0)
+        slot = (token, token.stale_at(self.leeway), "Bearer " + token.access_token,
+                token.access_token, hook)
         self._slot = slot
         self._next_early_refresh = -math.inf
         return slot
@@ -371,14 +383,18 @@ class ClientCredentialsAuth(AuthBase):
                 self._origins.clear()
             self._origins[origin] = rule
         if rule.__class__ is str:
-            return rule or None  # type: ignore[return-value]
-        for prefix, style in rule:
+            style: Optional[HeaderStyle] = rule or None  # type: ignore[assignment]
+            self._last_origin = (origin + "/", style)
+            return style
+        for prefix, prefix_style, exclusive in rule:
             if url.startswith(prefix):
-                return style  # type: ignore[no-any-return]
+                if exclusive:  # no longer prefix can match: safe for the one-entry cache
+                    self._last_origin = (prefix, prefix_style)
+                return prefix_style  # type: ignore[no-any-return]
         return None  # pragma: no cover - the last rule is the origin itself
 
     def _decide(self, origin: str) -> Any:
-        """For one origin: '' (do not sign), a style, or (prefix, style) pairs to try."""
+        """For one origin: '' (do not sign), a style, or (prefix, style, exclusive) to try."""
         parts = urlsplit(origin)
         host = (parts.hostname or "").lower()
         try:
@@ -394,20 +410,28 @@ class ClientCredentialsAuth(AuthBase):
                 "it; use https", origin,
             )
             return ""
+        style = self.header_styles.get(origin + "/", self.default_header_style)
         prefixes = sorted(
-            ((p, s) for p, s in self.header_styles.items() if _origin_of(p) == origin),
-            key=lambda pair: len(pair[0]),
+            (p for p in self.header_styles if _origin_of(p) == origin and p != origin + "/"),
+            key=len,
             reverse=True,
         )
         if not prefixes:
-            return self.default_header_style
-        return (*prefixes, (origin, self.default_header_style))
+            return style  # one style for the whole origin: the hot path needs no prefix scan
+        return (
+            *(
+                (p, self.header_styles[p], not any(q.startswith(p) for q in prefixes if q != p))
+                for p in prefixes
+            ),
+            (origin, style, False),
+        )
 
     # -- copies and display -----------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for name in ("_slot", "_flight", "_next_early_refresh", "_origins", "_key"):
+        for name in ("_slot", "_flight", "_next_early_refresh", "_origins", "_last_origin",
+                     "_key"):
             state.pop(name, None)
         return state
 
