@@ -8,6 +8,7 @@ requests' errors keeps working. No message ever contains the client secret or a 
     requests.RequestException
     └── AdvancedAuthError
         ├── ConfigurationError (also ValueError)  bad option or environment variable
+        ├── PageError                             a page of a data pull failed (resume from .page)
         └── TokenError                            the token could not be obtained
             ├── OAuthError                        an RFC 6749 §5.2 error answer
             │   └── InvalidClientError            ... invalid_client: credentials, auth method
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidClientError",
     "OAuthError",
+    "PageError",
     "TokenEndpointUnreachableError",
     "TokenError",
     "TokenResponseError",
@@ -38,6 +40,18 @@ class AdvancedAuthError(requests.RequestException):
 
 class ConfigurationError(AdvancedAuthError, ValueError):
     """An option or environment variable is missing or invalid."""
+
+
+class PageError(AdvancedAuthError):
+    """A page of a paginated pull failed; pass ``start_page=error.page`` to resume."""
+
+    def __init__(self, message: str, *, page: int, status_code: Optional[int] = None):
+        super().__init__(f"page {page}: {message} (resume with start_page={page})")
+        self.page = page
+        self.status_code = status_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args, self.__dict__))
 
 
 class TokenError(AdvancedAuthError):
@@ -59,7 +73,7 @@ class TokenError(AdvancedAuthError):
         return (_restore, (type(self), self.args, self.__dict__))
 
 
-def _restore(cls: type[TokenError], args: tuple[Any, ...], state: dict[str, Any]) -> TokenError:
+def _restore(cls: type[AdvancedAuthError], args: tuple[Any, ...], state: dict[str, Any]) -> AdvancedAuthError:
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)
