@@ -1,0 +1,750 @@
+"""``advanced-auth``: tokens, checks and data pulls from a shell.
+
+Credentials come from the environment (``ADVANCED_STORE_CLIENT_ID``,
+``ADVANCED_STORE_CLIENT_SECRET``, ...; see ``advanced-auth --help``) or from flags. The client
+secret is never printed. Exit codes: 0 success, 1 failure (token or API error), 2 usage or
+configuration error, 130 interrupted.
+
+To add a subcommand, write an ``_add_<name>(subparsers)`` function that builds its parser and
+sets ``run=`` (a function taking the parsed arguments and returning the exit code), and list
+it in :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import csv
+import datetime as _dt
+import json
+import os
+import sys
+import textwrap
+from typing import IO, TYPE_CHECKING, Any, Callable, Final, Iterator, Optional, Sequence, TextIO
+
+import requests
+
+from . import AdvancedAuth, AdvancedAuthError, ConfigurationError, PageError, __version__
+from .pagination import (
+    DEFAULT_TIMEOUT,
+    STATISTICS_FIELDS,
+    TRANSACTION_FIELDS,
+    api_urls,
+    iter_statistics,
+    iter_transactions,
+)
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+PROG: Final = "advanced-auth"
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+_ENVIRONMENT_HELP: Final = """\
+environment:
+  ADVANCED_STORE_CLIENT_ID      client id (or --client-id)
+  ADVANCED_STORE_CLIENT_SECRET  client secret (prefer this to --client-secret)
+  ADVANCED_STORE_AUDIENCE       audiences, space-separated
+                                (default: api.ad4mat.net api.advanced-store.com)
+  ADVANCED_STORE_TOKEN_URL      token URL (default: https://auth.advanced-store.com/oauth2/token)
+  ADVANCED_STORE_API_URL        one server for both APIs, e.g. the sandbox's URL
+                                (default: the provider's two API hosts)
+
+exit codes: 0 success, 1 failure (token or API error), 2 usage or configuration error
+
+Start with `advanced-auth check`; try it all offline with `advanced-auth sandbox`.
+"""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the layout of descriptions and epilogs (examples); see :func:`_subcommand`."""
+
+
+def _subcommand(
+    subparsers: Subparsers, name: str, *, summary: str, description: str, epilog: str = ""
+) -> argparse.ArgumentParser:
+    """A subcommand's parser; ``description`` is wrapped here, ``epilog`` kept as written."""
+    return subparsers.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, width=79),
+        epilog=epilog or None,
+        formatter_class=_Formatter,
+    )
+
+
+# -- shared pieces ----------------------------------------------------------------------
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _note(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _add_credentials(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "credentials and endpoints",
+        "Each flag overrides its ADVANCED_STORE_* environment variable.",
+    )
+    group.add_argument(
+        "--client-id", metavar="ID", help="client id (default: $ADVANCED_STORE_CLIENT_ID)"
+    )
+    group.add_argument(
+        "--client-secret",
+        metavar="SECRET",
+        help="client secret (default: $ADVANCED_STORE_CLIENT_SECRET). Discouraged: a secret "
+        "on the command line is visible to other users in `ps` and stays in your shell "
+        "history; export the environment variable instead",
+    )
+    group.add_argument(
+        "--client-auth",
+        choices=("client_secret_post", "client_secret_basic"),
+        help="how the client authenticates at the token endpoint: the secret in the form "
+        "body (post, the default) or in an HTTP Basic header (basic)",
+    )
+    group.add_argument(
+        "--token-url",
+        metavar="URL",
+        help="token endpoint (default: $ADVANCED_STORE_TOKEN_URL, else Advanced-Store's)",
+    )
+    group.add_argument(
+        "--audience",
+        action="append",
+        metavar="AUD",
+        help="an audience to ask for; repeat for several (default: $ADVANCED_STORE_AUDIENCE, "
+        "else api.ad4mat.net and api.advanced-store.com)",
+    )
+    group.add_argument(
+        "--api-url",
+        metavar="URL",
+        help="one server hosting both APIs, e.g. the sandbox (default: "
+        "$ADVANCED_STORE_API_URL, else the provider's API hosts)",
+    )
+
+
+def _add_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help="seconds to wait for each API answer (default: %(default)g)",
+    )
+
+
+def _environment(args: argparse.Namespace) -> dict[str, str]:
+    """The process environment with the flags laid over it."""
+    env = dict(os.environ)
+    flags = (
+        ("ADVANCED_STORE_CLIENT_ID", args.client_id),
+        ("ADVANCED_STORE_CLIENT_SECRET", args.client_secret),
+        ("ADVANCED_STORE_TOKEN_URL", args.token_url),
+        ("ADVANCED_STORE_AUDIENCE", " ".join(args.audience) if args.audience else None),
+        ("ADVANCED_STORE_API_URL", args.api_url),
+    )
+    for name, value in flags:
+        if value is not None:
+            env[name] = value
+    return env
+
+
+def _make_auth(args: argparse.Namespace) -> AdvancedAuth:
+    options = {"client_auth": args.client_auth} if args.client_auth else {}
+    return AdvancedAuth.from_env(_environment(args), **options)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _site_list(text: str) -> list[int]:
+    """``25`` or ``25,26``."""
+    return [_positive_int(item) for item in text.split(",")]
+
+
+def _day_or_moment(text: str) -> Any:
+    """``YYYY-MM-DD`` (a whole UTC day) or an ISO 8601 date and time (naive = UTC)."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            return _dt.date.fromisoformat(value)
+        if value.endswith(("Z", "z")):
+            value = value[:-1] + "+00:00"
+        return _dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, got {text!r}"
+        ) from None
+
+
+def _param(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, value
+
+
+def _open_text(path: Optional[str]) -> TextIO:
+    """The file to write (created now), or stdout for None and '-'."""
+    if path is None or path == "-":
+        return sys.stdout
+    return open(path, "w", encoding="utf-8", newline="")
+
+
+def _open_binary(path: Optional[str]) -> IO[bytes]:
+    """The file to write (created now), or stdout's byte stream for None and '-'."""
+    if path is None or path == "-":
+        stream: Any = sys.stdout
+        return getattr(stream, "buffer", stream)  # type: ignore[no-any-return]
+    return open(path, "wb")
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+# -- token ------------------------------------------------------------------------------
+
+
+def _add_token(subparsers: Subparsers) -> None:
+    parser = _subcommand(
+        subparsers,
+        "token",
+        summary="fetch an access token and print it",
+        description="Fetch an access token and print it (the whole token, on stdout only).",
+        epilog="examples:\n"
+        "  curl -H \"$(advanced-auth token --header)\" \\\n"
+        "      'https://api.advanced-store.com/publishers/transactions/2.0/?...'\n"
+        "  # the statistics API takes the raw token, without Bearer:\n"
+        "  curl -H \"Authorization: $(advanced-auth token)\" \\\n"
+        "      'https://advanced-store.cloud/function/api/statistics?...'\n",
+    )
+    parser.add_argument(
+        "--header",
+        action="store_true",
+        help="print the header line 'Authorization: Bearer <token>' (for curl -H)",
+    )
+    _add_credentials(parser)
+    parser.set_defaults(run=_run_token)
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    auth = _make_auth(args)
+    try:
+        token = auth.get_token()
+    finally:
+        auth.close()
+    if args.header:
+        print(f"Authorization: Bearer {token.access_token}")
+    else:
+        print(token.access_token)
+    return EXIT_OK
+
+
+# -- check ------------------------------------------------------------------------------
+
+
+def _add_check(subparsers: Subparsers) -> None:
+    parser = _subcommand(
+        subparsers,
+        "check",
+        summary="fetch a token and report on it (never shows the token or the secret)",
+        description="Fetch a token and report the token URL, client id, audiences, token "
+        "type, lifetime, scope and a fingerprint of the token. If the token is a JWT, its "
+        "aud, exp, iss and sub claims are shown, decoded WITHOUT verifying the signature. "
+        "Exit code 0 if a token was issued, 1 if not (the error and what to check go to "
+        "stderr).",
+    )
+    _add_credentials(parser)
+    parser.set_defaults(run=_run_check)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    auth = _make_auth(args)
+    out = sys.stdout
+    print(f"token URL:    {auth.token_url}", file=out)
+    print(f"client id:    {auth.client_id}", file=out)
+    print(f"audience:     {' '.join(auth.audience) or '(none)'}", file=out)
+    out.flush()
+    try:
+        token = auth.get_token()
+    except AdvancedAuthError as exc:
+        print("result:       FAILED, no token", file=out)
+        out.flush()
+        _error(str(exc))
+        return EXIT_FAILURE
+    finally:
+        auth.close()
+    lifetime = (
+        "unknown (no expires_in)"
+        if token.expires_at is None
+        else f"{round(token.expires_at - token.issued_at)} s"
+    )
+    print(f"token type:   {token.token_type}", file=out)
+    print(f"expires in:   {lifetime}", file=out)
+    print(f"scope:        {json.dumps(token.scope or '')}", file=out)
+    print(f"fingerprint:  {token.fingerprint} (SHA-256 prefix; the token is not shown)", file=out)
+    claims = _jwt_claims(token.access_token)
+    if claims is None:
+        print("JWT:          no (an opaque token)", file=out)
+    else:
+        print("JWT claims (decoded, signature NOT verified):", file=out)
+        for name in ("aud", "exp", "iss", "sub"):
+            print(f"  {name + ':':11} {_claim_text(name, claims.get(name))}", file=out)
+    print("result:       OK, a token was issued", file=out)
+    return EXIT_OK
+
+
+def _b64url(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _jwt_claims(token: str) -> Optional[dict[str, Any]]:
+    """The payload of a JWT (three base64url parts, a JSON header), or None. Not verified."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        header = json.loads(_b64url(parts[0]))
+        payload = json.loads(_b64url(parts[1]))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        return None
+    return payload
+
+
+def _claim_text(name: str, value: Any) -> str:
+    if value is None:
+        return "(absent)"
+    if name == "exp" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            moment = _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            return json.dumps(value)
+        return f"{json.dumps(value)} ({moment:%Y-%m-%d %H:%M:%S} UTC)"
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value)
+    return str(value)
+
+
+# -- get --------------------------------------------------------------------------------
+
+
+def _add_get(subparsers: Subparsers) -> None:
+    parser = _subcommand(
+        subparsers,
+        "get",
+        summary="an authenticated GET; the body goes to stdout or a file",
+        description="Send an authenticated GET and write the answer's body to stdout (as "
+        "bytes) or to a file. A non-2xx answer writes nothing, prints the status on stderr "
+        "and exits with 1.",
+        epilog="example:\n"
+        "  advanced-auth get https://advanced-store.cloud/function/api/statistics \\\n"
+        "      -p siteId=25 -p startDate=2024-01-01 -p endDate=2024-01-31 -p page=1\n",
+    )
+    parser.add_argument("url", metavar="URL", help="the URL to GET")
+    parser.add_argument(
+        "-p",
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a query parameter; repeat for several",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write the body to FILE (default: stdout)"
+    )
+    _add_timeout(parser)
+    _add_credentials(parser)
+    parser.set_defaults(run=_run_get)
+
+
+def _run_get(args: argparse.Namespace) -> int:
+    auth = _make_auth(args)
+    try:
+        if not auth.headers_for(args.url):
+            allowed = ", ".join(auth.allowed_hosts) if auth.allowed_hosts else "any host"
+            _note(
+                f"note: no token is sent to {args.url}: the token goes only to https URLs "
+                f"(or http on loopback) of the allowed hosts ({allowed}); see --api-url"
+            )
+        with requests.Session() as session:
+            session.auth = auth
+            response = session.get(
+                args.url, params=args.param, timeout=args.timeout, stream=True
+            )
+            with response:
+                if not 200 <= response.status_code < 300:
+                    _error(f"GET {response.url} answered {response.status_code} {response.reason}")
+                    excerpt = " ".join(response.text[:300].split())
+                    if excerpt:
+                        print(f"  {excerpt}", file=sys.stderr)
+                    return EXIT_FAILURE
+                out = _open_binary(args.output)
+                try:
+                    for chunk in response.iter_content(chunk_size=65536):
+                        out.write(chunk)
+                    out.flush()
+                finally:
+                    if args.output not in (None, "-"):
+                        out.close()
+    finally:
+        auth.close()
+    return EXIT_OK
+
+
+# -- transactions and statistics ----------------------------------------------------------
+
+
+def _add_dates(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since",
+        type=_day_or_moment,
+        required=True,
+        metavar="DATE",
+        help="first day, YYYY-MM-DD (or a date and time, UTC if no offset is given)",
+    )
+    parser.add_argument(
+        "--until",
+        type=_day_or_moment,
+        required=True,
+        metavar="DATE",
+        help="last day, included, YYYY-MM-DD (or a date and time)",
+    )
+    parser.add_argument("--program", metavar="ID", help="only this program id")
+
+
+def _add_output(parser: argparse.ArgumentParser, default_page_size: int, page_help: str) -> None:
+    parser.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE (default: stdout)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("csv", "jsonl"),
+        default="csv",
+        help="CSV with a header row, or one JSON object per line (default: csv)",
+    )
+    parser.add_argument(
+        "--page-size",
+        type=_positive_int,
+        default=default_page_size,
+        metavar="N",
+        help=f"rows per page; {page_help} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--start-page",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="first page to fetch, to resume a failed pull (default: 1)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress line on stderr (it is only shown when stderr is a terminal)",
+    )
+
+
+def _add_transactions(subparsers: Subparsers) -> None:
+    parser = _subcommand(
+        subparsers,
+        "transactions",
+        summary="pull every transaction of a date range to CSV or JSON lines",
+        description="Pull every page of transactions 2.0 for the sites and dates given and "
+        "write the rows as CSV (the API's field names as header) or JSON lines. Dates are "
+        "UTC; both ends are included.",
+        epilog="example:\n"
+        "  advanced-auth transactions --site 25 --site 26 \\\n"
+        "      --since 2024-01-01 --until 2024-01-31 -o january.csv\n",
+    )
+    parser.add_argument(
+        "--site",
+        type=_site_list,
+        action="extend",
+        required=True,
+        metavar="ID",
+        help="a site id (or ids separated by commas); repeat for several",
+    )
+    _add_dates(parser)
+    parser.add_argument("--status", metavar="S", help="only this status, e.g. pending")
+    parser.add_argument(
+        "--date-range-type",
+        choices=("updatedAt", "transactionDate"),
+        help="which date --since/--until filter on (default: the API's, updatedAt)",
+    )
+    _add_output(parser, 250, "the API documentation recommends 250 at most")
+    _add_timeout(parser)
+    _add_credentials(parser)
+    parser.set_defaults(run=_run_transactions)
+
+
+def _add_statistics(subparsers: Subparsers) -> None:
+    parser = _subcommand(
+        subparsers,
+        "statistics",
+        summary="pull daily statistics of a site to CSV or JSON lines",
+        description="Pull every page of the statistics API (one row per day) for one site "
+        "and write the rows as CSV or JSON lines. Both days are included.",
+        epilog="example:\n"
+        "  advanced-auth statistics --site 25 \\\n"
+        "      --since 2024-01-01 --until 2024-12-31 -o statistics.csv\n",
+    )
+    parser.add_argument("--site", type=_positive_int, required=True, metavar="ID", help="site id")
+    _add_dates(parser)
+    _add_output(parser, 100, "at most 100")
+    _add_timeout(parser)
+    _add_credentials(parser)
+    parser.set_defaults(run=_run_statistics)
+
+
+def _progress_choice(args: argparse.Namespace) -> Optional[bool]:
+    if args.no_progress:
+        return False
+    if args.output in (None, "-") and _is_terminal(sys.stdout):
+        return False  # the rows scrolling by are the progress; do not mix the two
+    return None  # pagination shows it when stderr is a terminal
+
+
+def _run_transactions(args: argparse.Namespace) -> int:
+    auth = _make_auth(args)
+    url, _ = api_urls(_environment(args).get("ADVANCED_STORE_API_URL"))
+    try:
+        rows = iter_transactions(
+            auth,
+            site_ids=args.site,
+            start=args.since,
+            end=args.until,
+            page_size=args.page_size,
+            start_page=args.start_page,
+            program_id=args.program,
+            status_id=args.status,
+            date_range_type=args.date_range_type,
+            url=url,
+            timeout=args.timeout,
+            progress=_progress_choice(args),
+        )
+        return _write_rows(rows, TRANSACTION_FIELDS, args, "transactions")
+    finally:
+        auth.close()
+
+
+def _run_statistics(args: argparse.Namespace) -> int:
+    auth = _make_auth(args)
+    _, url = api_urls(_environment(args).get("ADVANCED_STORE_API_URL"))
+    try:
+        rows = iter_statistics(
+            auth,
+            site_id=args.site,
+            start=args.since,
+            end=args.until,
+            page_size=args.page_size,
+            start_page=args.start_page,
+            program_id=args.program,
+            url=url,
+            timeout=args.timeout,
+            progress=_progress_choice(args),
+        )
+        return _write_rows(rows, STATISTICS_FIELDS, args, "statistics rows")
+    finally:
+        auth.close()
+
+
+def _write_rows(
+    rows: Iterator[dict[str, Any]], fields: Sequence[str], args: argparse.Namespace, what: str
+) -> int:
+    to_file = args.output not in (None, "-")
+    out: Optional[TextIO] = None
+    count = 0
+    try:
+        first = next(rows, None)  # the first page comes before the file is created
+        out = _open_text(args.output)
+        write = _csv_writer(out, fields) if args.format == "csv" else _jsonl_writer(out)
+        if first is not None:
+            write(first)
+            count = 1
+        for row in rows:
+            write(row)
+            count += 1
+        write(None)
+    except PageError as exc:
+        _error(str(exc))
+        if to_file and out is not None:
+            _note(
+                f"{args.output} holds the {count} rows of the pages before page {exc.page}; "
+                f"get the rest with --start-page {exc.page} -o ANOTHER_FILE"
+            )
+        return EXIT_FAILURE
+    finally:
+        if out is not None:
+            out.flush()
+            if to_file:
+                out.close()
+    if to_file:
+        _note(f"wrote {count} {what} to {args.output}")
+    return EXIT_OK
+
+
+def _csv_writer(out: TextIO, fields: Sequence[str]) -> Callable[[Optional[dict[str, Any]]], None]:
+    """Writes the header before the first row (documented fields, then any extra ones)."""
+    state: dict[str, Any] = {}
+
+    def write(row: Optional[dict[str, Any]]) -> None:
+        writer = state.get("writer")
+        if writer is None:
+            extra = [key for key in (row or {}) if key not in fields]
+            writer = csv.DictWriter(
+                out, fieldnames=[*fields, *extra], extrasaction="ignore", lineterminator="\n"
+            )
+            writer.writeheader()
+            state["writer"] = writer
+        if row is not None:
+            writer.writerow(row)
+
+    return write
+
+
+def _jsonl_writer(out: TextIO) -> Callable[[Optional[dict[str, Any]]], None]:
+    def write(row: Optional[dict[str, Any]]) -> None:
+        if row is not None:
+            out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    return write
+
+
+# -- sandbox ----------------------------------------------------------------------------
+
+
+def _add_sandbox(subparsers: Subparsers) -> None:
+    parser = _subcommand(
+        subparsers,
+        "sandbox",
+        summary="run the local Advanced-Store emulator in the foreground",
+        description="Run the local emulator of Advanced-Store's token endpoint and two APIs "
+        "on 127.0.0.1 until Ctrl-C. It prints `export` lines: paste them into another shell "
+        "to point advanced-auth (and AdvancedAuth.from_env()) at it. Demo data: sites 25, 26 "
+        "and 27, calendar year 2024.",
+        epilog="example:\n"
+        "  advanced-auth sandbox --port 8765\n"
+        "  # in another shell, after pasting the export lines:\n"
+        "  advanced-auth check\n"
+        "  advanced-auth transactions --site 25 --since 2024-01-01 --until 2024-01-31\n",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=0,
+        metavar="N",
+        help="TCP port on 127.0.0.1 (default: 0, any free port)",
+    )
+    parser.add_argument(
+        "--token-lifetime",
+        type=_positive_float,
+        default=3600.0,
+        metavar="S",
+        help="seconds each token lives (default: %(default)g, as the provider's)",
+    )
+    parser.set_defaults(run=_run_sandbox)
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {text!r}")
+    return int(text)
+
+
+def _run_sandbox(args: argparse.Namespace) -> int:
+    from .sandbox import main as sandbox_main
+
+    return sandbox_main(["--port", str(args.port), "--token-lifetime", repr(args.token_lifetime)])
+
+
+# -- the parser and main ----------------------------------------------------------------
+
+#: Every subcommand, in the order ``--help`` lists them; add new ones here.
+COMMANDS: Final[Sequence[Callable[[Any], None]]] = (
+    _add_token,
+    _add_check,
+    _add_get,
+    _add_transactions,
+    _add_statistics,
+    _add_sandbox,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``advanced-auth`` parser with every subcommand of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        formatter_class=_Formatter,
+        description="OAuth 2.0 client-credentials tokens and data pulls for Advanced-Store's "
+        "advanced API.",
+        epilog=_ENVIRONMENT_HELP,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``advanced-auth`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        _error("a command is required; see advanced-auth --help")
+        return EXIT_USAGE
+    try:
+        code: int = args.run(args)
+    except ConfigurationError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except (requests.RequestException, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            _silence_stdout()
+            return EXIT_FAILURE
+        _error(str(exc) or type(exc).__name__)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (``advanced-auth ... | head``): no second error at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -1,0 +1,519 @@
+"""Every row of the two Advanced-Store APIs, page by page (requests only, no pandas).
+
+::
+
+    from requests_advanced_auth import AdvancedAuth
+    from requests_advanced_auth.pagination import iter_transactions
+
+    auth = AdvancedAuth.from_env()
+    rows = iter_transactions(auth, site_ids=[25], start=date(2024, 1, 1), end=date(2024, 1, 31))
+    for row in rows:
+        ...
+
+Rules:
+
+* Parameters are checked when the function is called, before any request: a bad value is a
+  :class:`~requests_advanced_auth.ConfigurationError` (a ``ValueError``).
+* Dates: a ``date`` (or a ``"YYYY-MM-DD"`` string) means the whole UTC day, so as ``end`` it
+  includes that day; a ``datetime`` is exact, and a naive one is taken as **UTC**; an ``int``
+  or ``float`` is epoch seconds (UTC). Both ends are inclusive.
+* A page that fails (transport error, token error, non-2xx after the auth's one re-send on
+  401, or an answer that is not the documented JSON) raises
+  :class:`~requests_advanced_auth.PageError`; ``error.page`` is the page to resume from
+  (``start_page=error.page``) and ``error.__cause__`` the underlying error, if any.
+* Progress goes to stderr, one line rewritten in place, only when stderr is a terminal
+  (``progress=None``); ``progress=True`` forces it, ``progress=False`` silences it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import sys
+from typing import Any, Final, Iterable, Iterator, Mapping, Optional, TextIO, Union
+from urllib.parse import urlsplit
+
+import requests
+from requests.auth import AuthBase
+
+from ._auth import STATISTICS_PATH
+from .exceptions import ConfigurationError, PageError
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "MAX_STATISTICS_PAGE_SIZE",
+    "MAX_TRANSACTIONS_PAGE_SIZE",
+    "STATISTICS_FIELDS",
+    "STATISTICS_URL",
+    "TRANSACTIONS_URL",
+    "TRANSACTION_FIELDS",
+    "api_urls",
+    "iter_statistics",
+    "iter_transactions",
+]
+
+TRANSACTIONS_URL: Final = "https://api.advanced-store.com/publishers/transactions/2.0/"
+STATISTICS_URL: Final = "https://advanced-store.cloud/function/api/statistics"
+TRANSACTIONS_PATH: Final = "/publishers/transactions/2.0/"
+
+#: Seconds (or (connect, read)) for one API request. A page of 250 rows is small; a server
+#: that has not answered in 30 s is stuck, and the error says which page to resume from.
+DEFAULT_TIMEOUT: Final = 30.0
+#: The documentation recommends at most 250 rows per transactions page; larger pages (up to
+#: this bound) are accepted by the API but slower and more likely to time out.
+MAX_TRANSACTIONS_PAGE_SIZE: Final = 1000
+#: Documented maximum of the statistics API.
+MAX_STATISTICS_PAGE_SIZE: Final = 100
+
+#: The documented fields of a transactions row, in the documentation's order.
+TRANSACTION_FIELDS: Final = (
+    "transactionDate",
+    "commission",
+    "basketValue",
+    "clickTime",
+    "program",
+    "programId",
+    "site",
+    "siteId",
+    "status",
+    "subIdOrText",
+    "transactionId",
+    "transactionType",
+    "trackingCategory",
+    "updatedAt",
+    "conversionTime",
+)
+#: The documented fields of a statistics row, in the documentation's order.
+STATISTICS_FIELDS: Final = (
+    "date",
+    "totalImpressions",
+    "totalClicks",
+    "ctr",
+    "totalTransactions",
+    "transactionsPc",
+    "transactionsPv",
+    "eCpm",
+    "totalCommission",
+    "confirmationRate",
+    "totalPendingCommission",
+    "pendingTransactionCount",
+    "totalRevokedCommission",
+    "revokedTransactionCount",
+    "totalConfirmedCommission",
+    "confirmedTransactionCount",
+)
+
+DateLike = Union[_dt.datetime, _dt.date, int, float, str]
+SessionOrAuth = Union[requests.Session, AuthBase]
+Timeout = Union[float, "tuple[float, float]"]
+Row = dict[str, Any]
+
+
+def api_urls(api_url: Optional[str] = None) -> tuple[str, str]:
+    """``(transactions_url, statistics_url)``: the real ones, or both under ``api_url``.
+
+    ``api_url`` is one server that hosts both APIs, such as the sandbox's ``sb.url`` (the
+    meaning of ``ADVANCED_STORE_API_URL``); None or "" gives the provider's URLs.
+    """
+    if api_url is None or not api_url.strip():
+        return TRANSACTIONS_URL, STATISTICS_URL
+    base = api_url.strip().rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"the API URL must be an absolute http(s) URL such as http://127.0.0.1:8765, "
+            f"got {api_url!r:.200}"
+        )
+    return base + TRANSACTIONS_PATH, base + STATISTICS_PATH
+
+
+# -- parameter checks ---------------------------------------------------------------------
+
+
+def _site_ids(value: Any) -> list[str]:
+    items: list[Any]
+    if isinstance(value, (int, str)):
+        items = value.split(",") if isinstance(value, str) else [value]
+    else:
+        try:
+            items = list(value)
+        except TypeError:
+            raise ConfigurationError(
+                f"site_ids must be a site id or a list of them, got {type(value).__name__}"
+            ) from None
+    if not items:
+        raise ConfigurationError("site_ids is empty: give at least one site id, e.g. [25]")
+    return list(dict.fromkeys(_site_id(item) for item in items))
+
+
+def _site_id(value: Any, name: str = "site id") -> str:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit() and text.isascii() and int(text) > 0:
+            return str(int(text))
+    elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    raise ConfigurationError(
+        f"{name}s are positive integers (or strings of digits), got {value!r:.60}"
+    )
+
+
+def _optional_id(value: Any, name: str) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip():
+        raise ConfigurationError(f"{name} must be an int or a non-empty string, got {value!r:.60}")
+    return str(value).strip()
+
+
+def _page_number(value: Any, name: str, maximum: Optional[int] = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (
+        maximum is not None and value > maximum
+    ):
+        bound = f"1..{maximum}" if maximum is not None else ">= 1"
+        raise ConfigurationError(f"{name} must be an int {bound}, got {value!r:.60}")
+    return value
+
+
+def _timeout(value: Any) -> Timeout:
+    parts = value if isinstance(value, tuple) else (value,)
+    if not 1 <= len(parts) <= 2 or not all(
+        isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p > 0
+        for p in parts
+    ):
+        raise ConfigurationError(
+            f"timeout must be seconds > 0 or a (connect, read) pair, got {value!r:.60}"
+        )
+    return value  # type: ignore[no-any-return]
+
+
+def _parse_date_text(text: str, name: str) -> Union[_dt.date, _dt.datetime]:
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return _dt.date.fromisoformat(text)
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        return _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"{name} must be a date YYYY-MM-DD or an ISO 8601 date and time, got {text!r:.60}"
+        ) from None
+
+
+def _as_utc(value: Any, name: str, *, end: bool) -> _dt.datetime:
+    """``value`` as an aware UTC datetime; a date is its first (or, as ``end``, last) second."""
+    if isinstance(value, str):
+        value = _parse_date_text(value, name)
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            return value.replace(tzinfo=_dt.timezone.utc)  # documented: naive means UTC
+        return value.astimezone(_dt.timezone.utc)
+    if isinstance(value, _dt.date):
+        moment = _dt.time(23, 59, 59) if end else _dt.time(0, 0, 0)
+        return _dt.datetime.combine(value, moment, tzinfo=_dt.timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise ConfigurationError(f"{name} must be epoch seconds >= 0, got {value!r}")
+        if value > 253402300799:  # after 9999-12-31: surely milliseconds
+            raise ConfigurationError(
+                f"{name}={value!r} looks like epoch milliseconds; pass epoch seconds "
+                f"(divide by 1000), a date or a datetime"
+            )
+        return _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
+    raise ConfigurationError(
+        f"{name} must be a date, a datetime, epoch seconds or 'YYYY-MM-DD', "
+        f"got {type(value).__name__}"
+    )
+
+
+def _date_of(value: Any, name: str) -> _dt.date:
+    """The calendar day for the statistics API: a datetime's own date, epoch in UTC."""
+    if isinstance(value, str):
+        value = _parse_date_text(value, name)
+    if isinstance(value, _dt.datetime):
+        return value.date()
+    if isinstance(value, _dt.date):
+        return value
+    return _as_utc(value, name, end=False).date()
+
+
+def _open_session(session_or_auth: SessionOrAuth) -> tuple[requests.Session, bool]:
+    """The session to use, and whether we made it (and so must close it)."""
+    if isinstance(session_or_auth, requests.Session):
+        return session_or_auth, False
+    if isinstance(session_or_auth, AuthBase):
+        session = requests.Session()
+        session.auth = session_or_auth
+        return session, True
+    raise TypeError(
+        "pass a requests.Session (with .auth set) or an auth object such as AdvancedAuth, "
+        f"got {type(session_or_auth).__name__}"
+    )
+
+
+# -- progress -----------------------------------------------------------------------------
+
+
+class _Progress:
+    """One status line on stderr, rewritten with ``\\r``; a newline when done."""
+
+    def __init__(self, label: str, enabled: Optional[bool]) -> None:
+        self.stream: Optional[TextIO] = sys.stderr
+        if enabled is None:
+            enabled = _is_terminal(self.stream)
+        self.enabled = bool(enabled) and self.stream is not None
+        self.label = label
+        self.width = 0
+
+    def update(self, page: int, total: Optional[int], rows: int) -> None:
+        if not self.enabled or self.stream is None:
+            return
+        pages = f"page {page}/{total}" if total is not None else f"page {page}"
+        text = f"{self.label}: {pages}, {rows} rows"
+        self.stream.write("\r" + text.ljust(self.width))
+        self.stream.flush()
+        self.width = max(self.width, len(text))
+
+    def close(self) -> None:
+        if self.enabled and self.width and self.stream is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0
+
+
+def _is_terminal(stream: Optional[TextIO]) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # closed or replaced by something file-like
+        return False
+
+
+# -- fetching -----------------------------------------------------------------------------
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _get_json(
+    session: requests.Session,
+    url: str,
+    params: Mapping[str, Any],
+    timeout: Timeout,
+    page: int,
+) -> Any:
+    try:
+        response = session.get(url, params=params, timeout=timeout)
+    except requests.RequestException as exc:
+        raise PageError(f"GET {url} failed: {type(exc).__name__}: {exc}", page=page) from exc
+    with response:
+        status = response.status_code
+        if not 200 <= status < 300:
+            hint = ""
+            if status == 401:
+                hint = (
+                    " (no token, or refused even after the auth's one re-send with a new "
+                    "token: check that the session has the auth, the audiences and the "
+                    "allowed hosts)"
+                )
+            raise PageError(
+                f"GET {url} answered {status} {response.reason}{hint}: "
+                f"{_excerpt(response.text)!r}",
+                page=page,
+                status_code=status,
+            )
+        try:
+            return response.json()
+        except ValueError:
+            ctype = response.headers.get("Content-Type", "no content type")
+            raise PageError(
+                f"GET {url} answered {status} with {ctype}, not JSON: "
+                f"{_excerpt(response.text)!r}",
+                page=page,
+                status_code=status,
+            ) from None
+
+
+def _unexpected(url: str, page: int, what: str, data: Any) -> PageError:
+    return PageError(
+        f"GET {url} answered JSON without {what}: {_excerpt(repr(data))}", page=page
+    )
+
+
+def iter_transactions(
+    session_or_auth: SessionOrAuth,
+    *,
+    site_ids: Union[int, str, Iterable[Union[int, str]]],
+    start: DateLike,
+    end: DateLike,
+    page_size: int = 250,
+    start_page: int = 1,
+    program_id: Union[int, str, None] = None,
+    status_id: Union[int, str, None] = None,
+    date_range_type: Optional[str] = None,
+    url: str = TRANSACTIONS_URL,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    progress: Optional[bool] = None,
+) -> Iterator[Row]:
+    """Yield every transaction row (a dict) of transactions 2.0, page after page.
+
+    ``site_ids``: one id, a list, or ``"25,26"``. ``start``/``end``, both included: a
+    ``date`` or ``"YYYY-MM-DD"`` is the whole UTC day, a naive ``datetime`` is taken as UTC,
+    numbers are epoch seconds. The API filters them on ``date_range_type`` (``updatedAt`` by
+    default on the server, or ``transactionDate``). ``page_size``: 1..1000; the
+    documentation recommends 250 at most. ``status_id``: e.g. ``"pending"``. Follows
+    ``page`` (1-based) until ``totalPageCount``.
+
+    Raises :class:`~requests_advanced_auth.ConfigurationError` for bad parameters (before
+    any request) and :class:`~requests_advanced_auth.PageError` for a failed page.
+    """
+    sites = _site_ids(site_ids)
+    begin = _as_utc(start, "start", end=False)
+    finish = _as_utc(end, "end", end=True)
+    if finish < begin:
+        raise ConfigurationError(f"end ({finish:%Y-%m-%d %H:%M:%S} UTC) is before start "
+                                 f"({begin:%Y-%m-%d %H:%M:%S} UTC)")
+    params: dict[str, Any] = {
+        "size": _page_number(page_size, "page_size", MAX_TRANSACTIONS_PAGE_SIZE),
+        "siteIds": ",".join(sites),
+        "startDate": math.floor(begin.timestamp()),
+        "endDate": math.floor(finish.timestamp()),
+    }
+    for key, value in (
+        ("programId", _optional_id(program_id, "program_id")),
+        ("statusId", _optional_id(status_id, "status_id")),
+        ("dateRangeType", _optional_id(date_range_type, "date_range_type")),
+    ):
+        if value is not None:
+            params[key] = value
+    first = _page_number(start_page, "start_page")
+    timeout = _timeout(timeout)
+    api_url = _check_url(url)
+    session, owned = _open_session(session_or_auth)
+    return _transactions(session, owned, api_url, params, first, timeout, progress)
+
+
+def _transactions(
+    session: requests.Session,
+    owned: bool,
+    url: str,
+    params: dict[str, Any],
+    page: int,
+    timeout: Timeout,
+    progress: Optional[bool],
+) -> Iterator[Row]:
+    display = _Progress("transactions", progress)
+    rows = 0
+    try:
+        while True:
+            data = _get_json(session, url, {"page": page, **params}, timeout, page)
+            if not isinstance(data, dict) or not isinstance(
+                data.get("transactionDataList"), list
+            ):
+                raise _unexpected(url, page, "a transactionDataList list", data)
+            total = data.get("totalPageCount")
+            if isinstance(total, bool) or not isinstance(total, int):
+                raise _unexpected(url, page, "an integer totalPageCount", data)
+            batch = data["transactionDataList"]
+            rows += len(batch)
+            display.update(page, max(total, page), rows)
+            yield from batch
+            # An empty page also ends the pull: a server whose totals shift must not loop us.
+            if page >= total or not batch:
+                return
+            page += 1
+    finally:
+        display.close()
+        if owned:
+            session.close()
+
+
+def iter_statistics(
+    session_or_auth: SessionOrAuth,
+    *,
+    site_id: Union[int, str],
+    start: DateLike,
+    end: DateLike,
+    page_size: int = MAX_STATISTICS_PAGE_SIZE,
+    start_page: int = 1,
+    program_id: Union[int, str, None] = None,
+    url: str = STATISTICS_URL,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    progress: Optional[bool] = None,
+) -> Iterator[Row]:
+    """Yield every statistics row (one per day, a dict) of the statistics API.
+
+    ``start``/``end``: days, both included (a ``date``, ``"YYYY-MM-DD"``, a datetime's own
+    date, or epoch seconds taken in UTC). ``page_size``: 1..100. Asks for ``format=json``
+    and stops at the first page shorter than ``page_size``.
+
+    Raises :class:`~requests_advanced_auth.ConfigurationError` for bad parameters (before
+    any request) and :class:`~requests_advanced_auth.PageError` for a failed page.
+    """
+    site = _site_id(site_id, "site_id")
+    first_day = _date_of(start, "start")
+    last_day = _date_of(end, "end")
+    if last_day < first_day:
+        raise ConfigurationError(f"end ({last_day}) is before start ({first_day})")
+    size = _page_number(page_size, "page_size", MAX_STATISTICS_PAGE_SIZE)
+    params: dict[str, Any] = {
+        "size": size,
+        "siteId": site,
+        "startDate": first_day.isoformat(),
+        "endDate": last_day.isoformat(),
+        "format": "json",
+    }
+    program = _optional_id(program_id, "program_id")
+    if program is not None:
+        params["programId"] = program
+    first = _page_number(start_page, "start_page")
+    timeout = _timeout(timeout)
+    api_url = _check_url(url)
+    session, owned = _open_session(session_or_auth)
+    return _statistics(session, owned, api_url, params, first, timeout, progress)
+
+
+def _statistics(
+    session: requests.Session,
+    owned: bool,
+    url: str,
+    params: dict[str, Any],
+    page: int,
+    timeout: Timeout,
+    progress: Optional[bool],
+) -> Iterator[Row]:
+    display = _Progress("statistics", progress)
+    rows = 0
+    try:
+        while True:
+            data = _get_json(session, url, {"page": page, **params}, timeout, page)
+            inner = data.get("data") if isinstance(data, dict) else None
+            batch = inner.get("data") if isinstance(inner, dict) else None
+            if not isinstance(batch, list):
+                if isinstance(data, dict) and (data.get("success") is False or data.get("errors")):
+                    raise PageError(
+                        f"GET {url} answered errors: {_excerpt(repr(data.get('errors')))}",
+                        page=page,
+                    )
+                raise _unexpected(url, page, "a data.data list", data)
+            rows += len(batch)
+            display.update(page, None, rows)
+            yield from batch
+            if len(batch) < params["size"]:
+                return
+            page += 1
+    finally:
+        display.close()
+        if owned:
+            session.close()
+
+
+def _check_url(url: Any) -> str:
+    if not isinstance(url, str):
+        raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"url must be an absolute http(s) URL, got {url!r:.200}")
+    return url

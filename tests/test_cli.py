@@ -1,0 +1,562 @@
+"""The ``advanced-auth`` command line, run in-process against the sandbox (twice as a process)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+import requests_mock
+
+from requests_advanced_auth import cli
+from requests_advanced_auth.cli import main
+from requests_advanced_auth.pagination import STATISTICS_FIELDS, TRANSACTION_FIELDS
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND_NAMES = ["token", "check", "get", "transactions", "statistics", "sandbox"]
+WAIT = 20  # seconds: a bound for a broken test, never reached when things work
+
+
+@pytest.fixture
+def env(sandbox, monkeypatch):
+    """The sandbox's ADVANCED_STORE_* variables, and no others from the real environment."""
+    for name in list(os.environ):
+        if name.startswith("ADVANCED_STORE_"):
+            monkeypatch.delenv(name)
+    for name, value in sandbox.environment().items():
+        monkeypatch.setenv(name, value)
+    return sandbox
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def total_entries(sandbox, sites: str) -> int:
+    answer = requests.get(
+        sandbox.transactions_url,
+        params={"page": 1, "size": 1, "siteIds": sites,
+                "startDate": 1704067200, "endDate": 1735689599},
+        auth=sandbox.auth(),
+        timeout=5,
+    )
+    return int(answer.json()["totalEntries"])
+
+
+def subprocess_env() -> dict[str, str]:
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ADVANCED_STORE_")}
+    return {**clean, "PYTHONPATH": path}
+
+
+# -- help and usage ------------------------------------------------------------------------
+
+
+def test_module_help_lists_every_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "requests_advanced_auth", "--help"],
+        capture_output=True, text=True, env=subprocess_env(), timeout=60, check=False,
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: advanced-auth")
+    for name in COMMAND_NAMES:
+        assert f"\n    {name}" in done.stdout
+    assert "ADVANCED_STORE_CLIENT_SECRET" in done.stdout
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("name", COMMAND_NAMES)
+def test_every_command_has_help(capsys, name):
+    code, out, err = run(capsys, name, "--help")
+    assert code == 0
+    assert out.startswith(f"usage: advanced-auth {name}")
+    assert err == ""
+
+
+def test_client_secret_flag_help_discourages_it(capsys):
+    _, out, _ = run(capsys, "check", "--help")
+    assert "Discouraged" in out
+    assert "`ps`" in out
+
+
+def test_no_command_is_a_usage_error(capsys):
+    code, out, err = run(capsys)
+    assert (code, out) == (2, "")
+    assert "a command is required" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["nope"],
+        ["token", "--bogus"],
+        ["transactions", "--since", "2024-01-01", "--until", "2024-01-31"],  # no --site
+        ["transactions", "--site", "x", "--since", "2024-01-01", "--until", "2024-01-31"],
+        ["statistics", "--site", "25", "--since", "01/02/2024", "--until", "2024-01-31"],
+        ["get", "http://127.0.0.1/", "-p", "no-equals-sign"],
+        ["sandbox", "--port", "70000"],
+    ],
+)
+def test_bad_arguments_exit_2_with_usage_on_stderr(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert "usage: advanced-auth" in err
+    assert "error:" in err
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0
+    assert out.startswith("advanced-auth 0.")
+
+
+def test_a_subcommand_is_added_in_one_place(capsys, monkeypatch):
+    """Another command (e.g. `cache`) only needs an adder listed in COMMANDS."""
+
+    def add_hello(subparsers):
+        parser = subparsers.add_parser("hello", help="say hello")
+        parser.set_defaults(run=lambda args: print("hello") or 0)
+
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, add_hello))
+    assert run(capsys, "hello") == (0, "hello\n", "")
+    _, out, _ = run(capsys, "--help")
+    assert "hello" in out
+
+
+# -- token -----------------------------------------------------------------------------------
+
+
+def test_token_prints_the_whole_token_on_stdout_only(env, capsys):
+    code, out, err = run(capsys, "token")
+    assert (code, err) == (0, "")
+    token = out.strip()
+    assert out == token + "\n"
+    assert token in env.provider.issued_tokens()
+    answer = requests.get(
+        env.statistics_url,
+        params={"page": 1, "siteId": 25, "startDate": "2024-01-01", "endDate": "2024-01-01"},
+        headers={"Authorization": token},
+        timeout=5,
+    )
+    assert answer.status_code == 200
+
+
+def test_token_header_prints_the_curl_header_line(env, capsys):
+    code, out, err = run(capsys, "token", "--header")
+    assert (code, err) == (0, "")
+    assert out.startswith("Authorization: Bearer ")
+    token = out.strip().split(" ", 2)[2]
+    assert token in env.provider.issued_tokens()
+
+
+def test_token_with_wrong_secret_fails_with_the_hint_and_prints_no_secret(
+    env, capsys, leak_guard
+):
+    wrong = "not-the-right-secret-0123"
+    leak_guard.watch(wrong)
+    code, out, err = run(capsys, "token", "--client-secret", wrong)
+    assert (code, out) == (1, "")
+    assert "invalid_client" in err
+    assert "check the client id and secret" in err
+    assert wrong not in err
+    assert env.client_secret not in err
+
+
+def test_missing_credentials_are_a_configuration_error_exit_2(sandbox, capsys, monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("ADVANCED_STORE_"):
+            monkeypatch.delenv(name)
+    code, out, err = run(capsys, "token")
+    assert (code, out) == (2, "")
+    assert "ADVANCED_STORE_CLIENT_ID is not set" in err
+    assert sandbox.provider.token_requests == 0
+
+
+def test_flags_override_the_environment(env, capsys, monkeypatch, leak_guard):
+    monkeypatch.setenv("ADVANCED_STORE_CLIENT_ID", "someone-else")
+    monkeypatch.setenv("ADVANCED_STORE_CLIENT_SECRET", "their-secret-xyz")
+    leak_guard.watch("their-secret-xyz")
+    code, out, err = run(
+        capsys, "token", "--client-id", env.basic_client_id,
+        "--client-secret", env.basic_client_secret, "--client-auth", "client_secret_basic",
+    )
+    assert (code, err) == (0, "")
+    assert env.basic_client_secret not in out
+
+
+# -- check -----------------------------------------------------------------------------------
+
+
+def report(out: str) -> dict[str, str]:
+    lines = [line.split(":", 1) for line in out.splitlines() if ":" in line]
+    return {key.strip(): value.strip() for key, value in lines}
+
+
+def test_check_reports_the_token_without_showing_it(env, capsys):
+    code, out, err = run(capsys, "check")
+    assert (code, err) == (0, "")
+    (token,) = env.provider.issued_tokens()
+    fields = report(out)
+    assert fields["token URL"] == env.token_url
+    assert fields["client id"] == env.client_id
+    assert fields["audience"] == "api.ad4mat.net api.advanced-store.com"
+    assert fields["token type"] == "bearer"
+    assert fields["expires in"] == "3600 s"
+    assert fields["scope"] == '""'
+    assert fields["fingerprint"].split()[0] == hashlib.sha256(token.encode()).hexdigest()[:8]
+    assert fields["JWT"].startswith("no")
+    assert fields["result"].startswith("OK")
+    assert token not in out
+    assert env.client_secret not in out
+
+
+def b64url(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def test_check_decodes_jwt_claims_without_verifying(env, capsys, leak_guard):
+    claims = {
+        "aud": ["api.ad4mat.net", "api.advanced-store.com"],
+        "exp": 1893456000,
+        "iss": "https://auth.advanced-store.com/",
+        "sub": "sandbox-client",
+        "secretish": "not shown",
+    }
+    jwt = f"{b64url({'alg': 'RS256', 'typ': 'JWT'})}.{b64url(claims)}.c2lnbmF0dXJl"
+    leak_guard.watch(jwt)
+    env.provider.token_overrides = {"access_token": jwt, "expires_in": 900}
+    code, out, err = run(capsys, "check")
+    assert (code, err) == (0, "")
+    assert "signature NOT verified" in out
+    fields = report(out)
+    assert fields["aud"] == "api.ad4mat.net api.advanced-store.com"
+    assert fields["exp"] == "1893456000 (2030-01-01 00:00:00 UTC)"
+    assert fields["iss"] == "https://auth.advanced-store.com/"
+    assert fields["sub"] == "sandbox-client"
+    assert fields["expires in"] == "900 s"
+    assert "secretish" not in out
+    assert jwt not in out
+
+
+def test_check_shows_a_non_empty_scope_and_an_unknown_lifetime(env, capsys):
+    env.provider.token_overrides = {"scope": "read write", "expires_in": None}
+    code, out, _ = run(capsys, "check")
+    assert code == 0
+    assert report(out)["scope"] == '"read write"'
+    assert report(out)["expires in"].startswith("unknown")
+
+
+def test_check_failure_exits_1_with_the_error_and_its_hint_on_stderr(env, capsys, leak_guard):
+    wrong = "wrong-secret-for-check-42"
+    leak_guard.watch(wrong)
+    code, out, err = run(capsys, "check", "--client-secret", wrong)
+    assert code == 1
+    assert report(out)["client id"] == env.client_id
+    assert "FAILED" in out
+    assert err.startswith("advanced-auth: error: token endpoint")
+    assert "invalid_client" in err
+    assert "check the client id and secret" in err  # the hint of InvalidClientError
+    assert wrong not in out + err
+
+
+def test_check_with_an_audience_the_client_may_not_use(env, capsys):
+    code, _, err = run(capsys, "check", "--audience", "api.elsewhere.example")
+    assert code == 1
+    assert "invalid_request" in err
+    assert "check the audience" in err
+
+
+def test_check_when_the_token_endpoint_is_down(env, capsys, monkeypatch):
+    waits = []
+    monkeypatch.setattr("requests_advanced_auth._fetch._sleep", waits.append)
+    # A load balancer's 503 page, four times: the first try and the auth's three retries.
+    env.provider.fail_next(4, status=503, body=b"Service Unavailable", content_type="text/plain")
+    code, _, err = run(capsys, "check")
+    assert code == 1
+    assert "503" in err
+    assert "check the network" in err  # the hint of TokenEndpointUnreachableError
+    assert env.provider.token_requests == 4
+    assert waits  # the backoff between retries was asked for, and not slept for real
+
+
+# -- get -------------------------------------------------------------------------------------
+
+
+STATS_PARAMS = ["-p", "page=1", "-p", "siteId=25", "-p", "startDate=2024-01-01",
+                "-p", "endDate=2024-01-07"]
+
+
+def test_get_writes_the_body_to_stdout(env, capsysbinary):
+    code = main(["get", env.statistics_url, *STATS_PARAMS])
+    out, err = capsysbinary.readouterr()
+    assert (code, err) == (0, b"")
+    data = json.loads(out)
+    assert [row["date"] for row in data["data"]["data"]][-1] == "2024-01-07"
+
+
+def test_get_writes_the_body_to_a_file(env, capsys, tmp_path):
+    target = tmp_path / "stats.csv"
+    code, out, err = run(capsys, "get", env.statistics_url, *STATS_PARAMS,
+                         "-p", "format=csv", "-o", str(target))
+    assert (code, out, err) == (0, "", "")
+    rows = list(csv.reader(io.StringIO(target.read_text())))
+    assert rows[0] == list(STATISTICS_FIELDS)
+    assert len(rows) == 8
+
+
+def test_get_non_2xx_exits_1_with_the_status_on_stderr_and_writes_nothing(env, capsys, tmp_path):
+    target = tmp_path / "out.json"
+    code, out, err = run(capsys, "get", env.statistics_url, "-p", "siteId=25",
+                         "-o", str(target))
+    assert (code, out) == (1, "")
+    assert "answered 400 Bad Request" in err
+    assert "Required parameter 'page' is missing" in err
+    assert not target.exists()
+
+
+def test_get_to_a_host_that_is_not_allowed_says_no_token_was_sent(env, capsys):
+    other = env.statistics_url.replace("127.0.0.1", "localhost")
+    code, _, err = run(capsys, "get", other, *STATS_PARAMS)
+    assert code == 1
+    assert "no token is sent" in err
+    assert "answered 401" in err
+
+
+def test_get_an_invalid_url_is_a_usage_error(env, capsys):
+    code, _, err = run(capsys, "get", "not a url")
+    assert code == 2
+    assert "not a valid URL" in err
+
+
+# -- transactions and statistics ---------------------------------------------------------------
+
+
+def test_transactions_to_stdout_is_csv_with_every_row(env, capsys):
+    code, out, err = run(capsys, "transactions", "--site", "25", "--site", "26",
+                         "--since", "2024-01-01", "--until", "2024-12-31")
+    assert (code, err) == (0, "")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == list(TRANSACTION_FIELDS)
+    assert len(rows) == total_entries(env, "25,26")
+    assert {row["siteId"] for row in rows} == {"25", "26"}
+    assert "\r" not in out  # one \n per line, like other shell tools
+
+
+def test_transactions_to_a_jsonl_file_with_filters(env, capsys, tmp_path):
+    target = tmp_path / "pending.jsonl"
+    code, out, err = run(capsys, "transactions", "--site", "25,27", "--status", "pending",
+                         "--since", "2024-01-01", "--until", "2024-06-30",
+                         "--date-range-type", "transactionDate", "--format", "jsonl",
+                         "--page-size", "50", "-o", str(target))
+    assert (code, out) == (0, "")
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert rows
+    assert {row["status"] for row in rows} == {"pending"}
+    assert {row["siteId"] for row in rows} == {"25", "27"}
+    assert max(row["transactionDate"] for row in rows) < 1719792000000  # before 2024-07-01
+    assert err == f"advanced-auth: wrote {len(rows)} transactions to {target}\n"
+
+
+def test_transactions_bad_dates_exit_2_before_any_request(env, capsys, tmp_path):
+    target = tmp_path / "never.csv"
+    code, out, err = run(capsys, "transactions", "--site", "25", "--since", "2024-02-01",
+                         "--until", "2024-01-01", "-o", str(target))
+    assert (code, out) == (2, "")
+    assert "is before start" in err
+    assert env.provider.api_requests == 0
+    assert env.provider.token_requests == 0
+    assert not target.exists()
+
+
+def test_transactions_page_failure_exits_1_names_the_page_and_resume_completes(
+    env, capsys, tmp_path
+):
+    first, rest = tmp_path / "first.csv", tmp_path / "rest.csv"
+    base = ["transactions", "--site", "25,26", "--since", "2024-01-01", "--until", "2024-12-31"]
+    with requests_mock.Mocker(real_http=True) as mock:  # only page 3 is intercepted
+        mock.get(env.transactions_url + "?page=3", status_code=503, text="busy")
+        code, out, err = run(capsys, *base, "-o", str(first))
+    assert (code, out) == (1, "")
+    assert "page 3:" in err
+    assert "answered 503" in err
+    assert "--start-page 3" in err
+    got = list(csv.DictReader(first.open()))
+    assert len(got) == 500  # pages 1 and 2
+
+    code, _, _ = run(capsys, *base, "--start-page", "3", "-o", str(rest))
+    assert code == 0
+    got += list(csv.DictReader(rest.open()))
+    code, out, _ = run(capsys, *base)
+    assert got == list(csv.DictReader(io.StringIO(out)))
+
+
+def test_transactions_refused_token_exits_1(env, capsys):
+    code, out, err = run(capsys, "transactions", "--site", "25", "--since", "2024-01-01",
+                         "--until", "2024-01-31", "--audience", "api.ad4mat.net")
+    assert (code, out) == (1, "")
+    assert "page 1:" in err
+    assert "401" in err
+
+
+def test_statistics_to_csv_has_one_row_per_day(env, capsys):
+    code, out, err = run(capsys, "statistics", "--site", "26", "--since", "2024-01-01",
+                         "--until", "2024-12-31")
+    assert (code, err) == (0, "")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == list(STATISTICS_FIELDS)
+    assert len(rows) == 366
+    assert rows[0]["date"] == "2024-01-01"
+
+
+def test_statistics_follow_api_url_flag(sandbox, capsys, monkeypatch):
+    """--token-url and --api-url alone point the command at a server (credentials by flag)."""
+    for name in list(os.environ):
+        if name.startswith("ADVANCED_STORE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ADVANCED_STORE_CLIENT_SECRET", sandbox.client_secret)
+    code, out, err = run(capsys, "statistics", "--site", "25", "--since", "2024-03-01",
+                         "--until", "2024-03-03", "--format", "jsonl",
+                         "--client-id", sandbox.client_id, "--token-url", sandbox.token_url,
+                         "--api-url", sandbox.url)
+    assert (code, err) == (0, "")
+    assert [json.loads(line)["date"] for line in out.splitlines()] == [
+        "2024-03-01", "2024-03-02", "2024-03-03"
+    ]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_pull_progress_is_silent_when_stderr_is_not_a_terminal(env, capsys, tmp_path):
+    code, _, err = run(capsys, "transactions", "--site", "25", "--since", "2024-01-01",
+                       "--until", "2024-12-31", "-o", str(tmp_path / "t.csv"))
+    assert code == 0
+    assert "\r" not in err
+    assert "page" not in err
+
+
+def test_pull_progress_is_shown_on_a_terminal_and_no_progress_turns_it_off(
+    env, capsys, tmp_path, monkeypatch
+):
+    argv = ["statistics", "--site", "25", "--since", "2024-01-01", "--until", "2024-12-31",
+            "-o", str(tmp_path / "s.csv")]
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main(argv) == 0
+    assert "\rstatistics: page 4, 366 rows\n" in terminal.getvalue()
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    assert main([*argv, "--no-progress"]) == 0
+    assert "\r" not in terminal.getvalue()
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def test_no_command_prints_the_client_secret(env, capsys, tmp_path, leak_guard):
+    leak_guard.watch(env.client_secret)
+    commands = [
+        ["token"],
+        ["token", "--header"],
+        ["check"],
+        ["check", "--client-secret", env.client_secret],
+        ["get", env.transactions_url, "-p", "page=1", "-p", "size=1", "-p", "siteIds=25",
+         "-p", "startDate=1704067200", "-p", "endDate=1704153599"],
+        ["transactions", "--site", "25", "--since", "2024-01-01", "--until", "2024-01-02"],
+        ["statistics", "--site", "25", "--since", "2024-01-01", "--until", "2024-01-02"],
+        ["statistics", "--site", "25", "--since", "2024-01-02", "--until", "2024-01-01"],
+        ["check", "--client-id", "nobody"],
+    ]
+    for argv in commands:
+        code, out, err = run(capsys, *argv)
+        assert code in (0, 1, 2), argv
+        assert env.client_secret not in out + err, argv
+        tokens = env.provider.issued_tokens()
+        if argv[0] != "token":
+            assert not any(token in out + err for token in tokens), argv
+
+
+# -- sandbox ---------------------------------------------------------------------------------
+
+
+def test_sandbox_command_prints_exports_that_the_other_commands_use(capsys, monkeypatch):
+    # Python ignores Ctrl-C if it starts with SIGINT ignored (e.g. under a background job):
+    # restore the default handler in the child so the test sends a real Ctrl-C.
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from requests_advanced_auth.cli import main\n"
+        "raise SystemExit(main(['sandbox', '--token-lifetime', '120']))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+    )
+    watchdog = threading.Timer(WAIT, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None
+        exports = {}
+        for line in process.stdout:
+            if line.startswith("export "):
+                name, _, value = line[len("export "):].strip().partition("=")
+                exports[name] = value
+            if line.startswith("Serving until Ctrl-C"):
+                break
+        assert set(exports) >= {
+            "ADVANCED_STORE_CLIENT_ID", "ADVANCED_STORE_CLIENT_SECRET",
+            "ADVANCED_STORE_TOKEN_URL", "ADVANCED_STORE_API_URL",
+        }
+        for name in list(os.environ):
+            if name.startswith("ADVANCED_STORE_"):
+                monkeypatch.delenv(name)
+        for name, value in exports.items():
+            monkeypatch.setenv(name, value)
+        status, out, err = run(capsys, "check")
+        assert (status, err) == (0, "")
+        assert report(out)["expires in"] == "120 s"
+        assert report(out)["token URL"] == exports["ADVANCED_STORE_TOKEN_URL"]
+        status, out, _ = run(capsys, "transactions", "--site", "25", "--since", "2024-01-01",
+                             "--until", "2024-01-31", "--format", "jsonl")
+        assert status == 0
+        assert len(out.splitlines()) > 10
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=WAIT) == 0
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_sandbox_command_passes_its_options_to_the_sandbox(capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr("requests_advanced_auth.sandbox.main", lambda argv: seen.append(argv) or 0)
+    assert run(capsys, "sandbox", "--port", "8765", "--token-lifetime", "30")[0] == 0
+    assert seen == [["--port", "8765", "--token-lifetime", "30.0"]]
+
+
+def test_interrupt_exits_130(capsys, monkeypatch):
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_run_sandbox", interrupted)
+    assert run(capsys, "sandbox")[0] == 130

@@ -1,0 +1,443 @@
+"""Paginated pulls: every row, resume from a page, checks before any call, progress."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import requests_mock
+
+from requests_advanced_auth import ConfigurationError, PageError, TokenError
+from requests_advanced_auth.pagination import (
+    STATISTICS_FIELDS,
+    STATISTICS_URL,
+    TRANSACTION_FIELDS,
+    TRANSACTIONS_URL,
+    api_urls,
+    iter_statistics,
+    iter_transactions,
+)
+
+YEAR = {"start": dt.date(2024, 1, 1), "end": dt.date(2024, 12, 31)}
+MOCK_URL = "https://api.example.test/publishers/transactions/2.0/"
+MOCK_STATS_URL = "https://api.example.test/function/api/statistics"
+
+
+def total_entries(sandbox, **params) -> int:
+    """totalEntries as the sandbox reports it, asked for with one plain request."""
+    query = {"page": 1, "size": 1, "startDate": 1704067200, "endDate": 1735689599, **params}
+    answer = requests.get(
+        sandbox.transactions_url, params=query, auth=sandbox.auth(), timeout=5
+    )
+    answer.raise_for_status()
+    return int(answer.json()["totalEntries"])
+
+
+def pull(sandbox, **options):
+    options = {"site_ids": [25, 26], **YEAR, "url": sandbox.transactions_url, **options}
+    return list(iter_transactions(sandbox.auth(), **options))
+
+
+def page_answer(page: int, pages: int, size: int = 2) -> dict:
+    rows = [{"transactionId": f"{page}-{i}"} for i in range(size)]
+    return {
+        "totalEntries": pages * size,
+        "currentPage": page,
+        "totalPageCount": pages,
+        "pageSize": size,
+        "transactionDataList": rows,
+    }
+
+
+def mocked_session(*answers_per_page) -> tuple[requests.Session, requests_mock.Adapter]:
+    """A session whose transactions URL answers ``answers_per_page[page - 1]``."""
+    adapter = requests_mock.Adapter()
+
+    def answer(request, context):
+        page = int(request.qs["page"][0])
+        spec = answers_per_page[page - 1]
+        context.status_code = spec.get("status", 200)
+        context.headers["Content-Type"] = spec.get("content_type", "application/json")
+        return spec["body"]
+
+    adapter.register_uri("GET", MOCK_URL, text=answer)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    return session, adapter
+
+
+def json_page(page: int, pages: int) -> dict:
+    import json
+
+    return {"body": json.dumps(page_answer(page, pages))}
+
+
+# -- whole pulls against the sandbox ---------------------------------------------------------
+
+
+def test_transactions_pull_follows_every_page_and_counts_total_entries(sandbox):
+    expected = total_entries(sandbox, siteIds="25,26")
+    sandbox.provider.reset_counters()
+    rows = pull(sandbox, page_size=100)
+    assert len(rows) == expected > 1000
+    assert len({row["transactionId"] for row in rows}) == expected  # no page twice
+    assert {row["siteId"] for row in rows} == {"25", "26"}
+    assert set(rows[0]) == set(TRANSACTION_FIELDS)
+    assert sandbox.provider.api_requests == -(-expected // 100)  # one request per page
+    assert sandbox.provider.tokens_issued == 1
+
+
+def test_transactions_pull_with_a_session_uses_its_auth(sandbox):
+    with requests.Session() as session:
+        session.auth = sandbox.auth()
+        rows = list(
+            iter_transactions(
+                session, site_ids="25", **YEAR, url=sandbox.transactions_url, page_size=250
+            )
+        )
+    assert len(rows) == total_entries(sandbox, siteIds="25")
+
+
+def test_transactions_filters_reach_the_api(sandbox):
+    rows = pull(sandbox, site_ids=[27], status_id="pending", program_id=1003)
+    assert rows
+    assert {(r["siteId"], r["status"], r["programId"]) for r in rows} == {("27", "pending", "1003")}
+    assert len(rows) == total_entries(sandbox, siteIds="27", statusId="pending", programId=1003)
+
+
+def test_resume_from_start_page_yields_exactly_the_remaining_rows(sandbox):
+    everything = pull(sandbox, page_size=250)
+    rest = pull(sandbox, page_size=250, start_page=3)
+    assert rest == everything[500:]
+
+
+def test_start_page_past_the_last_page_yields_nothing_after_one_call(sandbox):
+    sandbox.provider.reset_counters()
+    assert pull(sandbox, page_size=1000, start_page=50) == []
+    assert sandbox.provider.api_requests == 1
+
+
+def test_statistics_pull_reads_pages_until_a_short_one(sandbox):
+    rows = list(
+        iter_statistics(
+            sandbox.auth(), site_id=25, **YEAR, url=sandbox.statistics_url, page_size=100
+        )
+    )
+    assert len(rows) == 366
+    assert [r["date"] for r in rows[:2]] == ["2024-01-01", "2024-01-02"]
+    assert rows[-1]["date"] == "2024-12-31"
+    assert set(rows[0]) == set(STATISTICS_FIELDS)
+    assert sandbox.provider.api_requests == 4  # 100 + 100 + 100 + 66
+
+
+def test_statistics_pull_whose_last_page_is_full_stops_at_the_next_empty_one(sandbox):
+    rows = list(
+        iter_statistics(
+            sandbox.auth(), site_id="26", start="2024-01-01", end="2024-12-31",
+            url=sandbox.statistics_url, page_size=61,
+        )
+    )
+    assert len(rows) == 366  # 6 pages of 61
+    assert sandbox.provider.api_requests == 7
+
+
+def test_statistics_resume_from_start_page(sandbox):
+    options = {"site_id": 25, **YEAR, "url": sandbox.statistics_url, "page_size": 50}
+    everything = list(iter_statistics(sandbox.auth(), **options))
+    rest = list(iter_statistics(sandbox.auth(), **options, start_page=7))
+    assert rest == everything[300:]
+
+
+# -- failures name the page --------------------------------------------------------------
+
+
+def test_page_that_fails_after_the_auths_retry_names_the_page_and_resume_completes(sandbox):
+    """Page 3's token is revoked and the token endpoint then fails: PageError(page=3)."""
+    everything = pull(sandbox, page_size=250)
+    rows = iter_transactions(
+        sandbox.auth(), site_ids=[25, 26], **YEAR, url=sandbox.transactions_url, page_size=250
+    )
+    got = list(itertools.islice(rows, 500))  # pages 1 and 2
+    sandbox.provider.revoke_all()
+    sandbox.provider.fail_next(1, status=400)
+    with pytest.raises(PageError) as caught:
+        next(rows)
+    error = caught.value
+    assert error.page == 3
+    assert "page 3" in str(error)
+    assert "start_page=3" in str(error)
+    assert isinstance(error.__cause__, TokenError)
+    got += pull(sandbox, page_size=250, start_page=error.page)
+    assert got == everything
+
+
+def test_page_refused_with_401_even_after_a_new_token_raises_page_error_with_status(sandbox):
+    # A token for the statistics audience only: transactions answers 401 every time.
+    auth = sandbox.auth(audience=["api.ad4mat.net"])
+    with pytest.raises(PageError) as caught:
+        list(iter_transactions(auth, site_ids=25, **YEAR, url=sandbox.transactions_url))
+    assert (caught.value.page, caught.value.status_code) == (1, 401)
+    assert "401" in str(caught.value)
+    assert "audiences" in str(caught.value)
+    assert sandbox.provider.api_requests == 2  # the request and the auth's one re-send
+    assert sandbox.provider.tokens_issued == 2
+
+
+def test_session_without_auth_gets_page_error_401(sandbox):
+    with requests.Session() as session, pytest.raises(PageError) as caught:
+        list(iter_statistics(session, site_id=25, **YEAR, url=sandbox.statistics_url))
+    assert (caught.value.page, caught.value.status_code) == (1, 401)
+
+
+def test_non_2xx_page_raises_page_error_with_page_and_status():
+    session, _ = mocked_session(
+        json_page(1, 3), {"status": 502, "body": "<html>Bad gateway</html>"}, json_page(3, 3)
+    )
+    rows = iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL, progress=False)
+    assert len(list(itertools.islice(rows, 2))) == 2
+    with pytest.raises(PageError) as caught:
+        next(rows)
+    assert (caught.value.page, caught.value.status_code) == (2, 502)
+    assert "502" in str(caught.value)
+    assert "Bad gateway" in str(caught.value)
+
+
+def test_page_that_is_not_json_raises_page_error():
+    session, _ = mocked_session(
+        {"body": "<html>login</html>", "content_type": "text/html"}
+    )
+    with pytest.raises(PageError) as caught:
+        list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL))
+    assert caught.value.page == 1
+    assert "text/html, not JSON" in str(caught.value)
+
+
+def test_page_without_the_documented_fields_raises_page_error():
+    session, _ = mocked_session({"body": '{"unexpected": true}'})
+    with pytest.raises(PageError, match="transactionDataList"):
+        list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL))
+
+
+def test_statistics_error_answer_raises_page_error():
+    adapter = requests_mock.Adapter()
+    adapter.register_uri(
+        "GET", MOCK_STATS_URL,
+        json={"data": None, "errors": [{"message": "site unknown"}], "success": False},
+    )
+    session = requests.Session()
+    session.mount("https://", adapter)
+    with pytest.raises(PageError, match="site unknown") as caught:
+        list(iter_statistics(session, site_id=1, **YEAR, url=MOCK_STATS_URL))
+    assert caught.value.page == 1
+
+
+def test_transport_error_raises_page_error_with_the_cause():
+    adapter = requests_mock.Adapter()
+    adapter.register_uri("GET", MOCK_URL, exc=requests.ConnectTimeout("timed out"))
+    session = requests.Session()
+    session.mount("https://", adapter)
+    with pytest.raises(PageError) as caught:
+        list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL, start_page=4))
+    assert caught.value.page == 4
+    assert isinstance(caught.value.__cause__, requests.ConnectTimeout)
+    assert caught.value.status_code is None
+
+
+# -- parameters ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"site_ids": "abc"}, "site ids are positive integers"),
+        ({"site_ids": 0}, "site ids are positive integers"),
+        ({"site_ids": [25, -1]}, "site ids are positive integers"),
+        ({"site_ids": "25,x"}, "site ids are positive integers"),
+        ({"site_ids": True}, "site ids are positive integers"),
+        ({"site_ids": []}, "site_ids is empty"),
+        ({"site_ids": 2.5}, "site_ids must be a site id or a list"),
+        ({"start": dt.date(2024, 2, 1), "end": dt.date(2024, 1, 31)}, "is before start"),
+        ({"start": "2024-13-01"}, "start must be a date YYYY-MM-DD"),
+        ({"end": 1735689599000}, "looks like epoch milliseconds"),
+        ({"end": [2024]}, "end must be a date, a datetime, epoch seconds"),
+        ({"page_size": 0}, "page_size must be an int 1..1000"),
+        ({"page_size": 1001}, "page_size must be an int 1..1000"),
+        ({"page_size": "250"}, "page_size must be an int"),
+        ({"start_page": 0}, "start_page must be an int >= 1"),
+        ({"timeout": 0}, "timeout must be seconds > 0"),
+        ({"status_id": ""}, "status_id must be an int or a non-empty string"),
+        ({"url": "api.advanced-store.com/x"}, "url must be an absolute http"),
+    ],
+)
+def test_transactions_bad_parameters_fail_before_any_request(sandbox, options, message):
+    arguments = {"site_ids": [25], **YEAR, "url": sandbox.transactions_url, **options}
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        iter_transactions(sandbox.auth(), **arguments)  # raises at the call, not at next()
+    assert isinstance(caught.value, ValueError)
+    assert sandbox.provider.api_requests == 0
+    assert sandbox.provider.token_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"site_id": "25,26"}, "site_ids are positive integers"),
+        ({"site_id": None}, "site_ids are positive integers"),
+        ({"page_size": 101}, "page_size must be an int 1..100"),
+        ({"start": "2024-03-01", "end": "2024-02-29"}, r"end \(2024-02-29\) is before start"),
+        ({"end": "31.12.2024"}, "end must be a date YYYY-MM-DD"),
+    ],
+)
+def test_statistics_bad_parameters_fail_before_any_request(sandbox, options, message):
+    arguments = {"site_id": 25, **YEAR, "url": sandbox.statistics_url, **options}
+    with pytest.raises(ConfigurationError, match=message):
+        iter_statistics(sandbox.auth(), **arguments)
+    assert sandbox.provider.api_requests == 0
+    assert sandbox.provider.token_requests == 0
+
+
+def test_neither_session_nor_auth_is_a_type_error():
+    with pytest.raises(TypeError, match=r"requests\.Session"):
+        iter_transactions("not a session", site_ids=1, **YEAR)  # type: ignore[arg-type]
+
+
+def query_of(adapter: requests_mock.Adapter) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(adapter.last_request.url).query).items()}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        # A date is the whole UTC day: its first second as start, its last as end.
+        (dt.date(2024, 1, 1), dt.date(2024, 1, 31), ("1704067200", "1706745599")),
+        ("2024-01-01", "2024-01-31", ("1704067200", "1706745599")),
+        # A naive datetime is UTC; an aware one is converted.
+        (dt.datetime(2024, 1, 1, 12), "2024-01-01T13:00:00Z", ("1704110400", "1704114000")),
+        (
+            dt.datetime(2024, 1, 1, 2, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+            dt.datetime(2024, 1, 1, 1, tzinfo=dt.timezone.utc),
+            ("1704067200", "1704070800"),
+        ),
+        # Epoch seconds go through unchanged.
+        (1704067200, 1704070800.9, ("1704067200", "1704070800")),
+    ],
+)
+def test_transactions_dates_become_epoch_seconds(start, end, expected):
+    session, adapter = mocked_session(json_page(1, 1))
+    list(iter_transactions(session, site_ids=["7", 8, 7], start=start, end=end, url=MOCK_URL))
+    query = query_of(adapter)
+    assert (query["startDate"], query["endDate"]) == expected
+    assert query["siteIds"] == "7,8"
+    assert (query["page"], query["size"]) == ("1", "250")
+    assert "dateRangeType" not in query
+
+
+def test_statistics_dates_are_days_and_the_format_is_json():
+    adapter = requests_mock.Adapter()
+    adapter.register_uri("GET", MOCK_STATS_URL, json={"data": {"data": []}, "success": True})
+    session = requests.Session()
+    session.mount("https://", adapter)
+    start = dt.datetime(2024, 3, 1, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    list(iter_statistics(session, site_id="25", start=start, end=1709337600, url=MOCK_STATS_URL))
+    query = query_of(adapter)
+    assert query == {
+        "page": "1",
+        "size": "100",
+        "siteId": "25",
+        "startDate": "2024-03-01",  # a datetime's own calendar day
+        "endDate": "2024-03-02",  # epoch seconds: the UTC day
+        "format": "json",
+    }
+
+
+def test_every_request_carries_a_timeout():
+    session, adapter = mocked_session(json_page(1, 2), json_page(2, 2))
+    list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL))
+    assert [r.timeout for r in adapter.request_history] == [30.0, 30.0]
+    list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL, timeout=(2, 5)))
+    assert adapter.last_request.timeout == (2, 5)
+
+
+def test_api_urls():
+    assert api_urls(None) == (TRANSACTIONS_URL, STATISTICS_URL)
+    assert api_urls("  ") == (TRANSACTIONS_URL, STATISTICS_URL)
+    assert api_urls("http://127.0.0.1:8765/") == (
+        "http://127.0.0.1:8765/publishers/transactions/2.0/",
+        "http://127.0.0.1:8765/function/api/statistics",
+    )
+    with pytest.raises(ConfigurationError, match="absolute http"):
+        api_urls("127.0.0.1:8765")
+
+
+def test_api_urls_match_the_sandbox(sandbox):
+    assert api_urls(sandbox.url) == (sandbox.transactions_url, sandbox.statistics_url)
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_silent_when_stderr_is_not_a_terminal(sandbox, capsys):
+    pull(sandbox, page_size=500)
+    list(iter_statistics(sandbox.auth(), site_id=25, **YEAR, url=sandbox.statistics_url))
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_is_shown_when_stderr_is_a_terminal(monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    session, _ = mocked_session(json_page(1, 3), json_page(2, 3), json_page(3, 3))
+    list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL))
+    shown = terminal.getvalue()
+    assert shown.startswith("\rtransactions: page 1/3, 2 rows")
+    assert "\rtransactions: page 2/3, 4 rows" in shown
+    assert shown.endswith("\rtransactions: page 3/3, 6 rows\n")
+    assert shown.count("\n") == 1
+
+
+def test_progress_false_silences_a_terminal(monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    session, _ = mocked_session(json_page(1, 1))
+    list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL, progress=False))
+    assert terminal.getvalue() == ""
+
+
+def test_progress_true_forces_it_and_ends_the_line_when_the_consumer_stops(sandbox, capsys):
+    rows = iter_statistics(
+        sandbox.auth(), site_id=25, **YEAR, url=sandbox.statistics_url, progress=True
+    )
+    next(rows)
+    rows.close()  # e.g. a `break` out of the loop
+    err = capsys.readouterr().err
+    assert err == "\rstatistics: page 1, 100 rows\n"
+
+
+def test_progress_line_ends_when_a_page_fails(capsys):
+    session, _ = mocked_session(json_page(1, 2), {"status": 500, "body": "oops"})
+    with pytest.raises(PageError):
+        list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL, progress=True))
+    assert capsys.readouterr().err == "\rtransactions: page 1/2, 2 rows\n"
+
+
+def test_private_session_is_closed_after_the_pull(sandbox, monkeypatch):
+    closed = []
+    original = requests.Session.close
+
+    def close(self):
+        closed.append(self)
+        original(self)
+
+    monkeypatch.setattr(requests.Session, "close", close)
+    auth = sandbox.auth()
+    list(iter_statistics(auth, site_id=25, **YEAR, url=sandbox.statistics_url))
+    assert len(closed) == 1
+    assert closed[0].auth is auth
