@@ -133,10 +133,13 @@ class _TokenRetry(Retry):
         return new
 
     def get_backoff_time(self) -> float:
-        base = super().get_backoff_time()
-        if base <= 0:
+        # urllib3 retries the first failure at once; a token server that just failed (often
+        # for the whole fleet at the same moment) deserves a pause and a spread, every time.
+        failures = len(self.history)
+        if failures == 0 or self.backoff_factor <= 0:
             return 0.0
-        return min(base, self.backoff_cap) + random.uniform(0, self.jitter)
+        wait: float = min(self.backoff_factor * 2 ** (failures - 1), self.backoff_cap)
+        return wait + random.uniform(0, self.jitter)
 
     def increment(
         self,
@@ -363,23 +366,29 @@ class TokenFetcher:
             data = json.loads(response.content)
         except ValueError:
             data = None
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
-            raise self._oauth_error(data, status)
         if status in _RETRY_STATUSES:
+            # Overloaded or failing, whatever the body says (Hydra's 503 carries an RFC 6749
+            # "temporarily_unavailable" body): the same outcome as no answer at all.
             retry_after = self._retry.get_retry_after(response.raw) if response.raw else None
             if retry_after is not None and retry_after > self.max_retry_after:
                 why = (
-                    f"asked to retry after {retry_after:g} s, more than max_retry_after="
+                    f"and asked to retry after {retry_after:g} s, more than max_retry_after="
                     f"{self.max_retry_after:g} s; try again later"
                 )
             else:
                 why = "even after retries with backoff"
+            if isinstance(data, dict) and isinstance(data.get("error"), str):
+                said = _excerpt(f"{data['error']}: {data.get('error_description') or ''}",
+                                self._secret, limit=120)
+                why = f"({said}) {why}"
             raise TokenEndpointUnreachableError(
                 f"token endpoint {url} answered {status} {why}",
                 token_url=url,
                 status_code=status,
                 retry_after=retry_after,
             )
+        if isinstance(data, dict) and isinstance(data.get("error"), str):
+            raise self._oauth_error(data, status)
         if status != 200 or not isinstance(data, dict):
             what = "JSON" if data is not None else "no JSON"
             raise TokenResponseError(
