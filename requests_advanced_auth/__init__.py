@@ -10,6 +10,8 @@ import logging
 
 from ._auth import AdvancedAuth, ClientCredentialsAuth, HeaderStyle
 from ._cache import MemoryTokenCache, TokenCache
+from ._filecache import CacheEntry, FileTokenCache
+from ._rediscache import RedisTokenCache
 from ._token import DEFAULT_LEEWAY, Token, TokenState
 from .exceptions import (
     AdvancedAuthError,
@@ -28,13 +30,16 @@ __all__ = [
     "DEFAULT_LEEWAY",
     "AdvancedAuth",
     "AdvancedAuthError",
+    "CacheEntry",
     "ClientCredentialsAuth",
     "ConfigurationError",
+    "FileTokenCache",
     "HeaderStyle",
     "InvalidClientError",
     "MemoryTokenCache",
     "OAuthError",
     "PageError",
+    "RedisTokenCache",
     "Token",
     "TokenCache",
     "TokenEndpointUnreachableError",

@@ -73,7 +73,9 @@ class TokenError(AdvancedAuthError):
         return (_restore, (type(self), self.args, self.__dict__))
 
 
-def _restore(cls: type[AdvancedAuthError], args: tuple[Any, ...], state: dict[str, Any]) -> AdvancedAuthError:
+def _restore(
+    cls: type[AdvancedAuthError], args: tuple[Any, ...], state: dict[str, Any]
+) -> AdvancedAuthError:
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)

@@ -8,9 +8,11 @@ from requests_advanced_auth import (
     AdvancedAuth,
     AdvancedAuthError,
     ClientCredentialsAuth,
+    FileTokenCache,
     InvalidClientError,
     MemoryTokenCache,
     OAuthError,
+    RedisTokenCache,
     Token,
     TokenCache,
     TokenEndpointUnreachableError,
@@ -65,8 +67,12 @@ def errors(auth: AdvancedAuth) -> str:
     return ""
 
 
-def caches() -> TokenCache:
-    return MemoryTokenCache()
+def caches(redis_client: object) -> list[TokenCache]:
+    import redis
+
+    assert isinstance(redis_client, redis.Redis)
+    return [MemoryTokenCache(), FileTokenCache(), FileTokenCache("/tmp/t.json"),
+            RedisTokenCache(redis_client, prefix="x:")]
 
 
 def from_env() -> AdvancedAuth:

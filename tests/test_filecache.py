@@ -1,0 +1,399 @@
+"""FileTokenCache: one JSON file shared by processes, written atomically, never trusted blindly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import stat
+import sys
+import threading
+
+import pytest
+import requests
+from _procs import TRANSACTION_PARAMS, run_fleet
+
+from requests_advanced_auth import ConfigurationError, Token, TokenCache
+from requests_advanced_auth._filecache import FileTokenCache
+
+filelock = pytest.importorskip("filelock")
+
+KEY = "a" * 32
+OTHER_KEY = "b" * 32
+
+
+def token(value: str, issued_at: float = 1_700_000_000.0, lifetime: float | None = 3600.0):
+    return Token.issued(value, issued_at=issued_at, expires_in=lifetime)
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "cache" / "tokens.json"
+
+
+@pytest.fixture
+def cache(path, clock):
+    return FileTokenCache(path, clock=clock)
+
+
+def warnings_in(caplog):
+    return [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def stored(path) -> dict:
+    return json.loads(path.read_text())
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+def test_file_cache_is_a_token_cache(cache):
+    assert isinstance(cache, TokenCache)
+
+
+def test_a_token_set_by_one_instance_is_read_by_another_on_the_same_file(path, clock, leak_guard):
+    leak_guard.watch("tok-shared-1")
+    FileTokenCache(path, clock=clock).set(KEY, token("tok-shared-1"))
+    held = FileTokenCache(path, clock=clock).get(KEY)
+    assert held == token("tok-shared-1")
+    assert FileTokenCache(path, clock=clock).get(OTHER_KEY) is None
+
+
+def test_get_on_a_missing_file_returns_none_without_warning(cache, caplog):
+    assert cache.get(KEY) is None
+    assert warnings_in(caplog) == []
+
+
+def test_the_file_layout_is_versioned_json_keyed_by_cache_key(cache, path, leak_guard):
+    leak_guard.watch("tok-layout")
+    cache.set(KEY, token("tok-layout"))
+    assert stored(path) == {"version": 1, "tokens": {KEY: token("tok-layout").to_dict()}}
+
+
+def test_invalidate_drops_the_token_only_if_the_file_still_holds_it(path, clock, leak_guard):
+    leak_guard.watch("tok-old", "tok-new")
+    here, there = FileTokenCache(path, clock=clock), FileTokenCache(path, clock=clock)
+    here.set(KEY, token("tok-old"))
+    there.set(KEY, token("tok-new"))  # another process already replaced it
+    assert here.invalidate(KEY, token("tok-old")) is False
+    assert here.get(KEY) == token("tok-new")
+    assert there.invalidate(KEY, token("tok-new")) is True
+    assert here.get(KEY) is None
+    assert here.invalidate(KEY, token("tok-new")) is False
+
+
+def test_another_instance_writing_the_file_is_seen_at_the_next_get(path, clock, leak_guard):
+    leak_guard.watch("tok-v1", "tok-v2")
+    reader, writer = FileTokenCache(path, clock=clock), FileTokenCache(path, clock=clock)
+    assert reader.get(KEY) is None
+    writer.set(KEY, token("tok-v1"))
+    assert reader.get(KEY) == token("tok-v1")
+    writer.set(KEY, token("tok-v2"))
+    assert reader.get(KEY) == token("tok-v2")
+    writer.invalidate(KEY, token("tok-v2"))
+    assert reader.get(KEY) is None
+
+
+def test_an_unchanged_file_is_not_read_again(cache, path, clock, monkeypatch, leak_guard):
+    leak_guard.watch("tok-once")
+    FileTokenCache(path, clock=clock).set(KEY, token("tok-once"))
+    reads = []
+    original = cache._read
+    monkeypatch.setattr(cache, "_read", lambda: reads.append(1) or original())
+    for _ in range(50):
+        assert cache.get(KEY) == token("tok-once")
+    assert len(reads) == 1
+
+
+def test_expired_entries_are_pruned_on_write(cache, path, clock, leak_guard):
+    leak_guard.watch("tok-short", "tok-long", "tok-forever", "tok-next")
+    cache.set(KEY, token("tok-short", clock(), 10))
+    cache.set("c" * 32, token("tok-forever", clock(), None))
+    cache.set("d" * 32, token("tok-long", clock(), 3600))
+    clock.advance(11)
+    cache.set(OTHER_KEY, token("tok-next", clock(), 3600))
+    assert sorted(stored(path)["tokens"]) == sorted([OTHER_KEY, "c" * 32, "d" * 32])
+
+
+def test_entries_show_key_fingerprint_and_expiry_but_no_token(cache, clock, leak_guard):
+    leak_guard.watch("tok-listed")
+    listed = token("tok-listed", clock(), 60)
+    cache.set(KEY, listed)
+    [entry] = cache.entries()
+    assert (entry.key, entry.fingerprint, entry.expires_at) == (
+        KEY, listed.fingerprint, clock() + 60
+    )
+    assert "tok-listed" not in repr(cache.entries())
+
+
+def test_clear_deletes_every_entry_and_returns_how_many(cache, path, clock, leak_guard):
+    leak_guard.watch("tok-1", "tok-2")
+    cache.set(KEY, token("tok-1", clock()))
+    cache.set(OTHER_KEY, token("tok-2", clock()))
+    assert cache.clear() == 2
+    assert cache.get(KEY) is None
+    assert FileTokenCache(path).entries() == []
+
+
+def test_repr_shows_the_path_and_never_a_token(cache, path, leak_guard):
+    leak_guard.watch("tok-secret-looking")
+    cache.set(KEY, token("tok-secret-looking"))
+    assert repr(cache) == f"FileTokenCache(path={str(path)!r})"
+
+
+def test_a_pickled_copy_uses_the_same_file(cache, path, leak_guard):
+    leak_guard.watch("tok-pickled")
+    copy = pickle.loads(pickle.dumps(FileTokenCache(path, lock_timeout=3)))  # noqa: S301
+    assert (copy.path, copy.lock_timeout) == (path, 3.0)
+    copy.set(KEY, token("tok-pickled", lifetime=None))
+    assert cache.get(KEY) == token("tok-pickled", lifetime=None)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="platformdirs' Linux layout")
+def test_default_path_is_in_the_user_cache_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert FileTokenCache().path == tmp_path / "requests-advanced-auth" / "tokens.json"
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf"), "10", True])
+def test_lock_timeout_must_be_a_non_negative_number(path, bad):
+    with pytest.raises(ConfigurationError, match="lock_timeout"):
+        FileTokenCache(path, lock_timeout=bad)
+
+
+def test_path_must_be_a_string_or_path(path):
+    with pytest.raises(ConfigurationError, match="path must be"):
+        FileTokenCache(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("missing", ["filelock", "platformdirs"])
+def test_without_the_file_extra_the_error_says_what_to_install(monkeypatch, missing):
+    monkeypatch.setitem(sys.modules, missing, None)  # makes `import missing` fail
+    with pytest.raises(ImportError, match=r'pip install "requests-advanced-auth\[file\]"'):
+        FileTokenCache()
+
+
+# -- permissions and links ------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_file_is_0600_and_new_directory_0700_even_with_a_permissive_umask(tmp_path, leak_guard):
+    leak_guard.watch("tok-private")
+    path = tmp_path / "new" / "dir" / "tokens.json"
+    old = os.umask(0)
+    try:
+        cache = FileTokenCache(path)
+        with cache.lock(KEY):
+            cache.set(KEY, token("tok-private"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.with_name("tokens.json.lock").stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks need privileges on Windows")
+def test_a_symlinked_cache_file_is_refused_and_never_written_through(
+    tmp_path, clock, caplog, leak_guard
+):
+    leak_guard.watch("tok-planted", "tok-mine")
+    target = tmp_path / "elsewhere.json"
+    planted = {"version": 1, "tokens": {KEY: token("tok-planted").to_dict()}}
+    target.write_text(json.dumps(planted))
+    link = tmp_path / "tokens.json"
+    link.symlink_to(target)
+    cache = FileTokenCache(link, clock=clock)
+
+    assert cache.get(KEY) is None  # a planted token is not picked up
+    cache.set(KEY, token("tok-mine"))
+    assert cache.get(KEY) is None
+    assert cache.invalidate(KEY, token("tok-planted")) is False
+
+    assert link.is_symlink()
+    assert json.loads(target.read_text()) == planted
+    [warning] = warnings_in(caplog)
+    assert "symbolic link" in warning.getMessage()
+
+
+# -- damaged files --------------------------------------------------------------------------
+
+DAMAGED = {
+    "not JSON": b"{this is not json",
+    "truncated": json.dumps({"version": 1, "tokens": {KEY: token("x").to_dict()}})[:40].encode(),
+    "empty": b"",
+    "not UTF-8": b"\xff\xfe\x00garbage",
+    "a JSON list": b"[1, 2, 3]",
+    "another program's JSON": b'{"tokens": [], "owner": "someone else"}',
+    "a future version": b'{"version": 99, "tokens": {}}',
+}
+
+
+@pytest.mark.parametrize("content", DAMAGED.values(), ids=DAMAGED.keys())
+def test_a_damaged_file_is_ignored_with_one_warning_and_replaced_on_write(
+    cache, path, caplog, content, leak_guard
+):
+    leak_guard.watch("tok-repaired")
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(content)
+    for _ in range(3):
+        assert cache.get(KEY) is None
+    [warning] = warnings_in(caplog)
+    assert str(path) in warning.getMessage()
+
+    cache.set(KEY, token("tok-repaired"))
+    assert stored(path)["tokens"] == {KEY: token("tok-repaired").to_dict()}
+    assert FileTokenCache(path).get(KEY) == token("tok-repaired")
+    assert len(warnings_in(caplog)) == 1
+
+
+def test_unreadable_entries_are_skipped_and_good_ones_kept(cache, path, caplog, leak_guard):
+    leak_guard.watch("tok-good")
+    path.parent.mkdir(mode=0o700)
+    entries = {KEY: token("tok-good").to_dict(), OTHER_KEY: {"access_token": 7}, "c": "x"}
+    path.write_text(json.dumps({"version": 1, "tokens": entries}))
+    assert cache.get(KEY) == token("tok-good")
+    assert cache.get(OTHER_KEY) is None
+    [warning] = warnings_in(caplog)
+    assert "2 unreadable entries" in warning.getMessage()
+
+
+def test_an_unreadable_file_is_ignored_with_one_warning_and_replaced_on_write(
+    cache, path, clock, caplog, monkeypatch, leak_guard
+):
+    # We run as root in CI containers, where chmod 000 does not stop reads: refuse the open.
+    leak_guard.watch("tok-unreadable", "tok-replacement")
+    FileTokenCache(path, clock=clock).set(KEY, token("tok-unreadable"))
+    real_open = os.open
+
+    def refuse(file, flags, *args, **kwargs):
+        if os.fspath(file) == str(path) and not flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    for _ in range(3):
+        assert cache.get(KEY) is None
+    [warning] = warnings_in(caplog)
+    assert "Permission denied" in warning.getMessage()
+
+    cache.set(KEY, token("tok-replacement"))
+    monkeypatch.undo()
+    assert FileTokenCache(path, clock=clock).get(KEY) == token("tok-replacement")
+    assert len(warnings_in(caplog)) == 1
+
+
+def test_a_directory_in_place_of_the_file_is_left_alone_and_auth_still_works(
+    sandbox, path, caplog
+):
+    path.mkdir(parents=True)
+    session = requests.Session()
+    session.auth = sandbox.auth(cache=FileTokenCache(path))
+    for _ in range(2):
+        assert session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS).status_code == 200
+    assert path.is_dir()
+    [warning] = warnings_in(caplog)
+    assert "not a regular file" in warning.getMessage()
+    assert sandbox.provider.token_requests == 1
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX error text")
+def test_a_path_that_cannot_be_created_costs_one_warning_and_auth_still_works(
+    sandbox, tmp_path, caplog
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    session = requests.Session()
+    session.auth = sandbox.auth(cache=FileTokenCache(blocker / "sub" / "tokens.json"))
+    assert session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS).status_code == 200
+    [warning] = warnings_in(caplog)
+    assert "Not a directory" in warning.getMessage()
+
+
+# -- locking --------------------------------------------------------------------------------
+
+
+def test_lock_gives_up_after_lock_timeout_with_a_warning_and_still_writes(
+    path, clock, caplog, leak_guard
+):
+    leak_guard.watch("tok-unlocked")
+    cache = FileTokenCache(path, lock_timeout=0, clock=clock)
+    path.parent.mkdir(mode=0o700)
+    other_process = filelock.FileLock(str(path) + ".lock", thread_local=False)
+    with other_process, cache.lock(KEY):
+        cache.set(KEY, token("tok-unlocked"))
+    [warning] = warnings_in(caplog)
+    assert "going on without the lock" in warning.getMessage()
+    assert FileTokenCache(path).get(KEY) == token("tok-unlocked")
+
+
+def test_lock_is_held_against_other_instances_until_the_block_ends(path):
+    first, second = FileTokenCache(path), FileTokenCache(path, lock_timeout=0)
+    probe = filelock.FileLock(str(path) + ".lock", thread_local=False)
+    with first.lock(KEY), pytest.raises(filelock.Timeout):
+        probe.acquire(timeout=0)
+    with second.lock(KEY):  # free again: no timeout
+        pass
+    probe.acquire(timeout=0)
+    probe.release()
+
+
+# -- with the auth, against the sandbox -----------------------------------------------------
+
+
+def test_a_second_auth_on_the_same_file_reuses_the_token_without_a_request(sandbox, path):
+    for _ in range(3):  # three "runs of a cron job"
+        session = requests.Session()
+        session.auth = sandbox.auth(cache=FileTokenCache(path))
+        assert session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS).ok
+    assert sandbox.provider.token_requests == 1
+    assert sandbox.client_secret not in path.read_text()
+
+
+def test_a_warm_token_does_not_consult_the_file(sandbox, path, monkeypatch):
+    cache = FileTokenCache(path)
+    session = requests.Session()
+    session.auth = sandbox.auth(cache=cache)
+    assert session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS).ok
+    consulted = []
+    monkeypatch.setattr(cache, "get", lambda key: consulted.append(key))
+    for _ in range(20):
+        assert session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS).ok
+    assert consulted == []
+
+
+def test_eight_threads_with_their_own_auth_on_one_cache_make_one_token_request(sandbox, path):
+    cache = FileTokenCache(path)
+    barrier = threading.Barrier(8)
+    statuses = []
+
+    def work():
+        session = requests.Session()
+        session.auth = sandbox.auth(cache=cache)
+        barrier.wait(10)
+        response = session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS)
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [200] * 8
+    assert sandbox.provider.token_requests == 1
+
+
+def test_eight_processes_make_one_token_request_cold_and_one_more_after_a_revocation(
+    sandbox, path
+):
+    """8 spawned processes share the file: 1 token request on a cold cache; after every
+    token is revoked, each sees 401, drops the shared token only if it is still the failed
+    one, and together they make 1 more token request."""
+    run = run_fleet(sandbox, FileTokenCache(path))
+    assert run.cold == [(200, 0)] * 8
+    assert run.cold_token_requests == 1
+    assert run.revoked == [(200, [401])] * 8  # every process met the revoked token
+    assert run.revocation_token_requests == 1
+    assert run.exit_codes == [0] * 8
+    assert sandbox.client_secret not in path.read_text()

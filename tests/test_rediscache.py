@@ -1,0 +1,328 @@
+"""RedisTokenCache against a real redis-server started by these tests."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from _procs import TRANSACTION_PARAMS, run_fleet
+
+from requests_advanced_auth import ConfigurationError, Token, TokenCache
+from requests_advanced_auth._rediscache import RETRY_INTERVAL, RedisTokenCache
+
+redis = pytest.importorskip("redis")
+from redis.backoff import NoBackoff  # noqa: E402
+from redis.retry import Retry  # noqa: E402
+
+pytestmark = pytest.mark.redis
+
+KEY = "a" * 32
+OTHER_KEY = "b" * 32
+PREFIX = "requests-advanced-auth:"
+
+
+def token(value: str, issued_at: float = 1_700_000_000.0, lifetime: float | None = 3600.0):
+    return Token.issued(value, issued_at=issued_at, expires_in=lifetime)
+
+
+def warnings_in(caplog):
+    return [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+# -- a real redis-server ----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """``redis-server`` on 127.0.0.1 without persistence, in a temporary directory."""
+
+    def __init__(self, binary: str, directory) -> None:
+        self.binary, self.directory = binary, directory
+        self.port = _free_port()
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        probe = redis.Redis(port=self.port, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+        deadline = time.monotonic() + 10
+        while True:  # bounded wait for the server to accept connections
+            try:
+                probe.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.01)
+        probe.close()
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def client(self, **options) -> redis.Redis:
+        # No retries with backoff: a dead server must fail at once in these tests.
+        options.setdefault("retry", Retry(NoBackoff(), 0))
+        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2, **options)
+
+
+@pytest.fixture(scope="session")
+def redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed: CI must run the Redis tests (.ci/run)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    return binary
+
+
+@pytest.fixture(scope="module")
+def redis_server(redis_binary, tmp_path_factory):
+    server = RedisServer(redis_binary, tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def client(redis_server):
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cache(client, clock):
+    return RedisTokenCache(client, clock=clock)
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+def test_redis_cache_is_a_token_cache(cache):
+    assert isinstance(cache, TokenCache)
+
+
+def test_a_token_set_through_one_client_is_read_through_another(
+    redis_server, client, clock, leak_guard
+):
+    leak_guard.watch("tok-fleet")
+    RedisTokenCache(client, clock=clock).set(KEY, token("tok-fleet", clock()))
+    other = RedisTokenCache(redis_server.client(decode_responses=True), clock=clock)
+    assert other.get(KEY) == token("tok-fleet", clock())
+    assert other.get(OTHER_KEY) is None
+
+
+def test_the_ttl_is_the_remaining_lifetime(cache, client, clock, leak_guard):
+    leak_guard.watch("tok-ttl")
+    cache.set(KEY, token("tok-ttl", issued_at=clock() - 30, lifetime=150))  # 120 s left
+    assert 119_000 < client.pttl(PREFIX + KEY) <= 120_000
+
+
+def test_a_token_without_expiry_is_stored_without_ttl(cache, client, clock, leak_guard):
+    leak_guard.watch("tok-forever")
+    cache.set(KEY, token("tok-forever", clock(), None))
+    assert client.ttl(PREFIX + KEY) == -1
+    assert cache.get(KEY) == token("tok-forever", clock(), None)
+
+
+def test_an_already_expired_token_is_not_stored_and_removes_the_older_one(
+    cache, client, clock, leak_guard
+):
+    leak_guard.watch("tok-older", "tok-dead")
+    cache.set(KEY, token("tok-older", clock()))
+    cache.set(KEY, token("tok-dead", clock(), 0))
+    assert client.exists(PREFIX + KEY) == 0
+
+
+def test_invalidate_drops_the_token_only_if_redis_still_holds_it(cache, clock, leak_guard):
+    leak_guard.watch("tok-old", "tok-new")
+    cache.set(KEY, token("tok-new", clock()))
+    assert cache.invalidate(KEY, token("tok-old", clock())) is False
+    assert cache.get(KEY) == token("tok-new", clock())
+    assert cache.invalidate(KEY, token("tok-new", clock())) is True
+    assert cache.get(KEY) is None
+    assert cache.invalidate(KEY, token("tok-new", clock())) is False
+
+
+def test_a_foreign_value_is_ignored_with_one_warning_kept_by_invalidate_and_replaced_on_set(
+    cache, client, clock, caplog, leak_guard
+):
+    leak_guard.watch("tok-fresh")
+    client.set(PREFIX + KEY, b"\x00 not a token")
+    for _ in range(3):
+        assert cache.get(KEY) is None
+    assert cache.invalidate(KEY, token("tok-fresh", clock())) is False
+    assert client.get(PREFIX + KEY) == b"\x00 not a token"
+    [warning] = warnings_in(caplog)
+    assert PREFIX + KEY in warning.getMessage()
+    cache.set(KEY, token("tok-fresh", clock()))
+    assert cache.get(KEY) == token("tok-fresh", clock())
+
+
+def test_caches_with_different_prefixes_do_not_share(client, clock, leak_guard):
+    leak_guard.watch("tok-a")
+    RedisTokenCache(client, prefix="app-a:", clock=clock).set(KEY, token("tok-a", clock()))
+    assert RedisTokenCache(client, prefix="app-b:", clock=clock).get(KEY) is None
+    assert client.exists("app-a:" + KEY) == 1
+
+
+# -- the lock -------------------------------------------------------------------------------
+
+
+def test_lock_is_a_set_nx_key_with_a_ttl_removed_at_the_end(client, clock):
+    cache = RedisTokenCache(client, lock_timeout=7, clock=clock)
+    with cache.lock(KEY):
+        assert 6_000 < client.pttl(PREFIX + KEY + ":lock") <= 7_000
+    assert client.exists(PREFIX + KEY + ":lock") == 0
+
+
+def test_lock_release_never_deletes_a_lock_that_another_owner_took_meanwhile(cache, client):
+    with cache.lock(KEY):
+        # Our lock expired during a long fetch, and another worker took it.
+        client.set(PREFIX + KEY + ":lock", "other-worker")
+    assert client.get(PREFIX + KEY + ":lock") == b"other-worker"
+
+
+def test_a_busy_lock_is_given_up_after_lock_timeout_with_a_warning(client, clock, caplog):
+    client.set(PREFIX + KEY + ":lock", "other-worker", px=60_000)
+    cache = RedisTokenCache(client, lock_timeout=0, clock=clock)
+    entered = False
+    with cache.lock(KEY):
+        entered = True
+    assert entered
+    assert client.get(PREFIX + KEY + ":lock") == b"other-worker"
+    [warning] = warnings_in(caplog)
+    assert "going on without it" in warning.getMessage()
+
+
+# -- configuration, display, copies -----------------------------------------------------------
+
+
+def test_repr_shows_server_and_prefix_but_never_the_password():
+    cache = RedisTokenCache(redis.Redis(host="cache.internal", port=6380, password="hunter2"))
+    assert repr(cache) == (
+        "RedisTokenCache(redis='cache.internal:6380 db=0', prefix='requests-advanced-auth:')"
+    )
+
+
+def test_a_pickled_copy_builds_a_client_for_the_same_server(redis_server, clock, leak_guard):
+    leak_guard.watch("tok-copied")
+    original = RedisTokenCache(
+        redis_server.client(db=3, retry=Retry(NoBackoff(), 2)), prefix="p:", lock_timeout=4
+    )
+    copy = pickle.loads(pickle.dumps(original))  # noqa: S301
+    settings = copy.client.connection_pool.connection_kwargs
+    assert (settings["port"], settings["db"], settings["socket_timeout"]) == (
+        redis_server.port, 3, 2
+    )
+    assert settings["retry"].get_retries() == 2
+    assert (copy.prefix, copy.lock_timeout) == ("p:", 4.0)
+    original.set(KEY, token("tok-copied", time.time()))
+    assert copy.get(KEY) == token("tok-copied", original.get(KEY).issued_at)
+
+
+def test_client_must_be_a_redis_client():
+    with pytest.raises(ConfigurationError, match=r"redis\.Redis"):
+        RedisTokenCache("redis://localhost")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), "3"])
+def test_lock_timeout_must_be_a_non_negative_number(bad):
+    with pytest.raises(ConfigurationError, match="lock_timeout"):
+        RedisTokenCache(redis.Redis(), lock_timeout=bad)
+
+
+# -- with the auth, against the sandbox -----------------------------------------------------
+
+
+def test_eight_threads_with_their_own_auth_on_one_cache_make_one_token_request(sandbox, client):
+    cache = RedisTokenCache(client)
+    barrier = threading.Barrier(8)
+    statuses = []
+
+    def work():
+        session = requests.Session()
+        session.auth = sandbox.auth(cache=cache)
+        barrier.wait(10)
+        response = session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS)
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [200] * 8
+    assert sandbox.provider.token_requests == 1
+
+
+def test_eight_processes_make_one_token_request_cold_and_one_more_after_a_revocation(
+    sandbox, client
+):
+    """8 spawned processes share Redis: 1 token request on a cold cache; after every token
+    is revoked, each sees 401, drops the shared token only if it is still the failed one,
+    and together they make 1 more token request."""
+    run = run_fleet(sandbox, RedisTokenCache(client))
+    assert run.cold == [(200, 0)] * 8
+    assert run.cold_token_requests == 1
+    assert run.revoked == [(200, [401])] * 8  # every process met the revoked token
+    assert run.revocation_token_requests == 1
+    assert run.exit_codes == [0] * 8
+    for name in client.keys("*"):
+        assert sandbox.client_secret.encode() not in client.get(name)
+
+
+def test_requests_still_succeed_when_redis_dies_with_one_warning_and_sharing_resumes(
+    sandbox, redis_binary, tmp_path, clock, caplog
+):
+    server = RedisServer(redis_binary, tmp_path).start()
+    try:
+        client = server.client()
+        session = requests.Session()
+        session.auth = sandbox.auth(cache=RedisTokenCache(client, clock=clock), clock=clock)
+
+        def fetch_page():
+            response = session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS)
+            assert response.status_code == 200
+            return response
+
+        fetch_page()
+        assert len(client.keys(PREFIX + "*")) == 1
+
+        server.kill()
+        sandbox.provider.revoke_all()  # the next request meets a 401: invalidate, fetch
+        assert [r.status_code for r in fetch_page().history] == [401]
+        clock.advance(3600 + RETRY_INTERVAL)  # the token expired: Redis is tried again
+        fetch_page()
+        assert sandbox.provider.token_requests == 3
+        [warning] = warnings_in(caplog)
+        assert "fetching tokens directly" in warning.getMessage()
+
+        server.start()  # same port
+        clock.advance(3600 + RETRY_INTERVAL)
+        fetch_page()
+        assert sandbox.provider.token_requests == 4
+        assert len(client.keys(PREFIX + "*")) == 1  # shared again
+        assert "answers again" in caplog.text
+        assert len(warnings_in(caplog)) == 1
+    finally:
+        server.kill()
