@@ -58,6 +58,16 @@ def _origin_of(url: str) -> str:
     return url if end < 0 else url[:end]
 
 
+def _origin_key(origin: str) -> Optional[tuple[str, str, Optional[int]]]:
+    """(scheme, host, port) with the scheme's default port filled in; None if malformed."""
+    parts = urlsplit(origin)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        return None
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
 def _prepared_url(url: str) -> str:
     """``url`` normalised the way requests normalises request URLs."""
     prep = requests.PreparedRequest()
@@ -287,7 +297,7 @@ class ClientCredentialsAuth(AuthBase):
             _origin_of(request.url or ""), sent.fingerprint,
         )
         self.invalidate(sent)
-        slot = self._current_slot()
+        slot = self._refresh_slot(rejected=sent)
         body = request.body
         if hasattr(body, "seek"):
             body.seek(position)  # type: ignore[union-attr]
@@ -315,10 +325,10 @@ class ClientCredentialsAuth(AuthBase):
             return slot
         return self._refresh_slot()
 
-    def _refresh_slot(self) -> _Slot:
-        """Slow path: the token is missing, stale or expired."""
+    def _refresh_slot(self, rejected: Optional[Token] = None) -> _Slot:
+        """Slow path: the token is missing, stale, expired, or ``rejected`` by a 401."""
         slot = self._slot
-        if slot is not None:
+        if slot is not None and not _same(slot[0], rejected):
             now = self._clock()
             state = slot[0].state(now, self.leeway)
             if state is TokenState.FRESH:
@@ -329,11 +339,14 @@ class ClientCredentialsAuth(AuthBase):
                     self._refresh_early(slot[0], now)
                 return self._slot or slot
         # Missing or expired: wait for one shared fetch (its error, if any, is everyone's).
-        return self._flight.run(self._obtain)
+        # The token being replaced is named explicitly: the cache may hold it still, and a
+        # token another thread adopted a moment ago is *not* being replaced.
+        replacing = rejected or (slot[0] if slot is not None else None)
+        return self._flight.run(functools.partial(self._obtain, replacing))
 
     def _refresh_early(self, current: Token, now: float) -> None:
         try:
-            self._flight.try_run(self._obtain)
+            self._flight.try_run(functools.partial(self._obtain, current))
         except Exception as exc:  # the current token is still valid: log, do not raise
             # Try again later, before expiry: half of the remaining valid time from now.
             wait = max((current.expired_at(self.leeway) - now) / 2, 0.0)
@@ -344,24 +357,23 @@ class ClientCredentialsAuth(AuthBase):
                 current.fingerprint, current.expired_at(self.leeway) - now, wait, exc,
             )
 
-    def _obtain(self) -> _Slot:
-        """Take the newest token from the cache, or fetch one under the cache's lock."""
+    def _obtain(self, replacing: Optional[Token]) -> _Slot:
+        """Take a newer token from the cache, or fetch one under the cache's lock."""
         held = self.cache.get(self._key)
-        if held is not None and self._usable(held):
+        if held is not None and self._usable(held, replacing):
             return self._adopt(held)
         with self.cache.lock(self._key):
             held = self.cache.get(self._key)  # re-check: another thread/process may have won
-            if held is not None and self._usable(held):
+            if held is not None and self._usable(held, replacing):
                 return self._adopt(held)
             token = self._fetcher.fetch()
             self.cache.set(self._key, token)
         return self._adopt(token)
 
-    def _usable(self, token: Token) -> bool:
-        current = self._slot
-        if current is not None and current[0].access_token == token.access_token:
-            return False  # the one we are replacing
-        return token.state(self._clock(), self.leeway) is TokenState.FRESH
+    def _usable(self, token: Token, replacing: Optional[Token]) -> bool:
+        return not _same(token, replacing) and (
+            token.state(self._clock(), self.leeway) is TokenState.FRESH
+        )
 
     def _adopt(self, token: Token) -> _Slot:
         hook = functools.partial(self._handle_401, token, 0)
@@ -396,11 +408,10 @@ class ClientCredentialsAuth(AuthBase):
     def _decide(self, origin: str) -> Any:
         """For one origin: '' (do not sign), a style, or (prefix, style, exclusive) to try."""
         parts = urlsplit(origin)
-        host = (parts.hostname or "").lower()
-        try:
-            port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
-        except ValueError:
+        key = _origin_key(origin)
+        if key is None:
             return ""
+        host, port = key[1], key[2]
         if not self._hosts.allows(host, port):
             log.debug("not signing requests to %s: host not in allowed_hosts", origin)
             return ""
@@ -410,17 +421,20 @@ class ClientCredentialsAuth(AuthBase):
                 "it; use https", origin,
             )
             return ""
-        style = self.header_styles.get(origin + "/", self.default_header_style)
-        prefixes = sorted(
-            (p for p in self.header_styles if _origin_of(p) == origin and p != origin + "/"),
-            key=len,
-            reverse=True,
-        )
-        if not prefixes:
+        # Prefixes of this origin, rewritten to its literal spelling: ``https://h/`` and
+        # ``https://h:443/`` are the same origin, and the hot path compares strings.
+        styles = {
+            origin + p[len(_origin_of(p)):]: style
+            for p, style in self.header_styles.items()
+            if _origin_key(_origin_of(p)) == key
+        }
+        style = styles.pop(origin + "/", self.default_header_style)
+        if not styles:
             return style  # one style for the whole origin: the hot path needs no prefix scan
+        prefixes = sorted(styles, key=len, reverse=True)
         return (
             *(
-                (p, self.header_styles[p], not any(q.startswith(p) for q in prefixes if q != p))
+                (p, styles[p], not any(q.startswith(p) for q in prefixes if q != p))
                 for p in prefixes
             ),
             (origin, style, False),
@@ -444,6 +458,10 @@ class ClientCredentialsAuth(AuthBase):
             f"{type(self).__name__}(token_url={self.token_url!r}, client_id={self.client_id!r}, "
             f"audience={' '.join(self.audience)!r}, scope={self.scope!r})"
         )
+
+
+def _same(token: Token, other: Optional[Token]) -> bool:
+    return other is not None and token.access_token == other.access_token
 
 
 def _body_position(body: Any) -> int:
