@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import textwrap
+import time
 from typing import IO, TYPE_CHECKING, Any, Callable, Final, Iterator, Optional, Sequence, TextIO
 
 import requests
@@ -684,6 +685,60 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     return sandbox_main(["--port", str(args.port), "--token-lifetime", repr(args.token_lifetime)])
 
 
+def _add_cache(subparsers: Subparsers) -> None:
+    parser = _subcommand(
+        subparsers,
+        "cache",
+        summary="show, locate or clear the file token cache (FileTokenCache)",
+        description="Inspect the token file that FileTokenCache shares between processes. "
+        "'show' lists each entry's key, token fingerprint and expiry (never a token); "
+        "'path' prints the file's location; 'clear' deletes every entry, so the next "
+        "request of every process fetches a new token.",
+        epilog="examples:\n"
+        "  advanced-auth cache show\n"
+        "  advanced-auth cache clear --file /var/cache/myjob/tokens.json\n",
+    )
+    parser.add_argument("action", choices=("show", "path", "clear"), help="what to do")
+    parser.add_argument(
+        "--file",
+        metavar="PATH",
+        help="the cache file (default: FileTokenCache's, under the user cache directory)",
+    )
+    parser.set_defaults(run=_run_cache)
+
+
+def _run_cache(args: argparse.Namespace) -> int:
+    from ._filecache import FileTokenCache
+
+    try:
+        cache = FileTokenCache(args.file)
+    except ImportError as exc:
+        _error(str(exc))
+        return EXIT_FAILURE
+    if args.action == "path":
+        print(cache.path)
+        return EXIT_OK
+    if args.action == "clear":
+        removed = cache.clear()
+        print(f"removed {removed} token(s) from {cache.path}")
+        return EXIT_OK
+    entries = cache.entries()
+    if not entries:
+        print(f"no tokens in {cache.path}")
+        return EXIT_OK
+    now = time.time()
+    print(f"{len(entries)} token(s) in {cache.path}:")
+    for entry in entries:
+        if entry.expires_at is None:
+            left = "no expiry given"
+        elif entry.expires_at <= now:
+            left = "expired"
+        else:
+            left = f"expires in {entry.expires_at - now:.0f} s"
+        print(f"  key {entry.key}  token {entry.fingerprint}…  {left}")
+    return EXIT_OK
+
+
 # -- the parser and main ----------------------------------------------------------------
 
 #: Every subcommand, in the order ``--help`` lists them; add new ones here.
@@ -694,6 +749,7 @@ COMMANDS: Final[Sequence[Callable[[Any], None]]] = (
     _add_transactions,
     _add_statistics,
     _add_sandbox,
+    _add_cache,
 )
 
 
