@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from typing import Any, Final, Iterable, Literal, Mapping, Optional, Sequence, Union
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import requests
 from oauthlib.oauth2 import BackendApplicationClient
@@ -257,6 +257,10 @@ class TokenFetcher:
             if v is not None
         }
         self._secret = client_secret
+        # The secret as a server may echo it back: raw, or form-/percent-encoded from our body.
+        self._hidden = tuple(
+            {client_secret, quote_plus(client_secret), quote(client_secret, safe="")}
+        )
         self._clock = clock
         self._body = self._build_body()
         self._own_session = token_session is None
@@ -341,7 +345,7 @@ class TokenFetcher:
         return token
 
     def _unreachable(self, exc: requests.RequestException) -> TokenEndpointUnreachableError:
-        reason = _excerpt(str(exc), self._secret, limit=300)
+        reason = _excerpt(str(exc), *self._hidden, limit=300)
         return TokenEndpointUnreachableError(
             f"could not reach the token endpoint {self.token_url}: "
             f"{type(exc).__name__}: {reason}",
@@ -379,7 +383,7 @@ class TokenFetcher:
                 why = "even after retries with backoff"
             if isinstance(data, dict) and isinstance(data.get("error"), str):
                 said = _excerpt(f"{data['error']}: {data.get('error_description') or ''}",
-                                self._secret, limit=120)
+                                *self._hidden, limit=120)
                 why = f"({said}) {why}"
             raise TokenEndpointUnreachableError(
                 f"token endpoint {url} answered {status} {why}",
@@ -393,7 +397,7 @@ class TokenFetcher:
             what = "JSON" if data is not None else "no JSON"
             raise TokenResponseError(
                 f"token endpoint {url} answered {status} with {ctype} ({what}) instead of a "
-                f"JSON token; it starts: {_excerpt(response.text, self._secret)!r}",
+                f"JSON token; {_describe(data, response.text, self._hidden)}",
                 token_url=url,
                 status_code=status,
                 content_type=ctype,
@@ -405,15 +409,18 @@ class TokenFetcher:
         try:
             BackendApplicationClient(self.client_id).parse_request_body_response(json.dumps(data))
         except OAuth2Error as exc:
-            error, description = exc.error, exc.description or ""
+            error = exc.error
         else:  # pragma: no cover - oauthlib raises for every body that has "error"
-            error, description = str(data["error"]), ""
-        if not description and isinstance(data.get("error_description"), str):
-            description = data["error_description"]
+            error = str(data["error"])
+        # Only the server's own words: oauthlib fills in class defaults (a bare
+        # invalid_request becomes "Invalid client_id parameter value.").
+        description = data.get("error_description")
+        if not isinstance(description, str):
+            description = ""
         cls = InvalidClientError if error == "invalid_client" else OAuthError
         return cls(
-            _excerpt(error or "unknown_error", self._secret, limit=60),
-            _excerpt(description, self._secret, limit=300),
+            _excerpt(error or "unknown_error", *self._hidden, limit=60),
+            _excerpt(description, *self._hidden, limit=300),
             token_url=self.token_url,
             status_code=status,
         )
@@ -492,6 +499,15 @@ class TokenFetcher:
         self.__dict__.update(state)
         if self._own_session:
             self._session = self._new_session()
+
+
+def _describe(data: Any, text: str, hidden: Sequence[str]) -> str:
+    """What an unusable answer looked like, without quoting a token it may carry."""
+    if isinstance(data, dict):
+        return f"it is a JSON object with keys {sorted(map(str, data))[:8]}"
+    if data is not None:
+        return f"it is a JSON {type(data).__name__}"
+    return f"it starts: {_excerpt(text, *hidden)!r}"
 
 
 def _scrubbed(exc: requests.RequestException) -> requests.RequestException:
