@@ -44,8 +44,8 @@ ADVANCED_STORE_AUDIENCE: Final = ("api.ad4mat.net", "api.advanced-store.com")
 STATISTICS_PATH: Final = "/function/api/statistics"
 
 #: What the hot path needs, precomputed per token: (token, stale_at, "Bearer <token>",
-#: "<token>", 401 hook for bodies that replay from position 0).
-_Slot = tuple[Token, float, str, str, Callable[..., requests.Response]]
+#: "<token>", 401 hook for bodies that replay from position 0, adoption sequence number).
+_Slot = tuple[Token, float, str, str, Callable[..., requests.Response], int]
 
 _MAX_ORIGINS: Final = 256  # bound on the per-origin decision cache (a crawler hits many hosts)
 _UNREPLAYABLE: Final = -1  # body position marker: the body cannot be sent again
@@ -202,6 +202,7 @@ class ClientCredentialsAuth(AuthBase):
         self._slot: Optional[_Slot] = None
         self._flight: SingleFlight[_Slot] = SingleFlight()
         self._next_early_refresh = -math.inf
+        self._adoptions = 0  # how many tokens this object has taken into use
         self._origins: dict[str, Any] = {}
         # The hot path's one-entry cache: (origin + "/", style) of an origin with one style.
         self._last_origin: tuple[str, Optional[HeaderStyle]] = ("\0", None)
@@ -296,24 +297,43 @@ class ClientCredentialsAuth(AuthBase):
             "401 from %s with token %s: fetching a new token and re-sending once",
             _origin_of(request.url or ""), sent.fingerprint,
         )
+        raw = header == sent.access_token
+        adopted_before = self._adoptions
         self.invalidate(sent)
         slot = self._refresh_slot(rejected=sent)
+        retried = self._resend(r, slot[3] if raw else slot[2], position, kwargs)
+        if retried.status_code == 401 and slot[5] <= adopted_before:
+            # We re-sent with a token that already existed when the 401 came (another
+            # thread's, or a refresh-ahead's), and one revocation may have covered it too.
+            # Only then, one more round with a token fetched after the rejection.
+            log.info("401 again with token %s: fetching a new token", slot[0].fingerprint)
+            self.invalidate(slot[0])
+            slot = self._refresh_slot(rejected=slot[0])
+            retried = self._resend(retried, slot[3] if raw else slot[2], position, kwargs)
+        return retried
+
+    @staticmethod
+    def _resend(
+        r: requests.Response, authorization: str, position: int, kwargs: dict[str, Any]
+    ) -> requests.Response:
+        """Re-send ``r``'s request with a new Authorization, as requests' HTTPDigestAuth does.
+
+        Same adapter and send options, body rewound, cookies the 401 set carried over; the
+        401 is drained, closed and kept in ``history``.
+        """
+        request = r.request
         body = request.body
         if hasattr(body, "seek"):
             body.seek(position)  # type: ignore[union-attr]
-        # Drain and release the 401's connection, then re-send the way requests'
-        # HTTPDigestAuth.handle_401 does: same adapter, same send options, cookies carried.
         r.content  # noqa: B018
         r.close()
         prep = request.copy()
         jar = prep._cookies  # type: ignore[attr-defined]
         extract_cookies_to_jar(jar, request, r.raw)  # type: ignore[no-untyped-call]
         prep.prepare_cookies(jar)
-        prep.headers["Authorization"] = (
-            slot[3] if header == sent.access_token else slot[2]
-        )
+        prep.headers["Authorization"] = authorization
         retried: requests.Response = r.connection.send(prep, **kwargs)
-        retried.history.append(r)
+        retried.history = [*r.history, r]
         retried.request = prep
         return retried
 
@@ -377,8 +397,9 @@ class ClientCredentialsAuth(AuthBase):
 
     def _adopt(self, token: Token) -> _Slot:
         hook = functools.partial(self._handle_401, token, 0)
+        self._adoptions += 1
         slot = (token, token.stale_at(self.leeway), "Bearer " + token.access_token,
-                token.access_token, hook)
+                token.access_token, hook, self._adoptions)
         self._slot = slot
         self._next_early_refresh = -math.inf
         return slot
@@ -445,7 +466,7 @@ class ClientCredentialsAuth(AuthBase):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         for name in ("_slot", "_flight", "_next_early_refresh", "_origins", "_last_origin",
-                     "_key"):
+                     "_key", "_adoptions"):
             state.pop(name, None)
         return state
 
