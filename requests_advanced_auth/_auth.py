@@ -1,7 +1,9 @@
 """``ClientCredentialsAuth``: sign requests, refresh ahead of expiry, re-send once on 401.
 
-Hot path (a valid token in hand): one dict lookup for the request's origin, one clock read,
-one comparison, one header set and one hook appended; no lock, no I/O.
+Hot path (a valid token in hand): one ``startswith`` against the last origin signed, one
+clock read, one comparison, one header set and one precomputed hook appended; no lock, no
+I/O. Everything else (other origins, stale tokens, files and generators as bodies) takes
+the slow path.
 """
 
 from __future__ import annotations
@@ -11,7 +13,17 @@ import logging
 import math
 import os
 import time
-from typing import Any, Callable, Final, Iterable, Literal, Mapping, Optional, Union
+from typing import (
+    Any,
+    Callable,
+    Final,
+    Iterable,
+    Literal,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Union,
+)
 from urllib.parse import urlsplit
 
 import requests
@@ -43,9 +55,15 @@ ADVANCED_STORE_TOKEN_URL: Final = "https://auth.advanced-store.com/oauth2/token"
 ADVANCED_STORE_AUDIENCE: Final = ("api.ad4mat.net", "api.advanced-store.com")
 STATISTICS_PATH: Final = "/function/api/statistics"
 
-#: What the hot path needs, precomputed per token: (token, stale_at, "Bearer <token>",
-#: "<token>", 401 hook for bodies that replay from position 0, adoption sequence number).
-_Slot = tuple[Token, float, str, str, Callable[..., requests.Response], int]
+class _Slot(NamedTuple):
+    """What the hot path needs, precomputed once per token."""
+
+    token: Token
+    stale_at: float
+    bearer: str  # "Bearer <token>"
+    raw: str  # "<token>"
+    hook: Callable[..., requests.Response]  # the 401 hook for bodies replayed from 0
+    sequence: int  # how many tokens this auth had adopted, this one included
 
 _MAX_ORIGINS: Final = 256  # bound on the per-origin decision cache (a crawler hits many hosts)
 _UNREPLAYABLE: Final = -1  # body position marker: the body cannot be sent again
@@ -220,8 +238,8 @@ class ClientCredentialsAuth(AuthBase):
     def get_token(self) -> Token:
         """A usable token: the cached one, or a new one (one fetch for all waiting threads)."""
         slot = self._slot
-        if slot is not None and self._clock() < slot[1]:
-            return slot[0]
+        if slot is not None and self._clock() < slot.stale_at:
+            return slot.token
         return self._refresh_slot()[0]
 
     def invalidate(self, token: Optional[Token] = None) -> None:
@@ -234,8 +252,8 @@ class ClientCredentialsAuth(AuthBase):
         if token is None:
             if slot is None:
                 return
-            token = slot[0]
-        if slot is not None and slot[0].access_token == token.access_token:
+            token = slot.token
+        if slot is not None and slot.token.access_token == token.access_token:
             self._slot = None
         self.cache.invalidate(self._key, token)
 
@@ -249,7 +267,7 @@ class ClientCredentialsAuth(AuthBase):
         if style is None:
             return {}
         slot = self._current_slot()
-        return {"Authorization": slot[2] if style == "bearer" else slot[3]}
+        return {"Authorization": slot.bearer if style == "bearer" else slot.raw}
 
     def close(self) -> None:
         """Close the token session (if this object created it)."""
@@ -264,15 +282,16 @@ class ClientCredentialsAuth(AuthBase):
             style = self._style_for(url)
         if not style:
             return r
+        # Indexes, not names, on this path: a tuple index is the cheaper lookup.
         slot = self._slot
-        if slot is None or self._clock() >= slot[1]:
+        if slot is None or self._clock() >= slot[1]:  # .stale_at
             slot = self._current_slot()
-        r.headers["Authorization"] = slot[2] if style == "bearer" else slot[3]
+        r.headers["Authorization"] = slot[2] if style == "bearer" else slot[3]  # .bearer, .raw
         body: Any = r.body  # typed bytes | str, but files and generators pass through too
         if body is None or body.__class__ is bytes or body.__class__ is str:
-            r.hooks["response"].append(slot[4])
+            r.hooks["response"].append(slot[4])  # .hook
         else:
-            hook = functools.partial(self._handle_401, slot[0], _body_position(body))
+            hook = functools.partial(self._handle_401, slot.token, _body_position(body))
             r.hooks["response"].append(hook)
         return r
 
@@ -301,15 +320,15 @@ class ClientCredentialsAuth(AuthBase):
         adopted_before = self._adoptions
         self.invalidate(sent)
         slot = self._refresh_slot(rejected=sent)
-        retried = self._resend(r, slot[3] if raw else slot[2], position, kwargs)
-        if retried.status_code == 401 and slot[5] <= adopted_before:
+        retried = self._resend(r, slot.raw if raw else slot.bearer, position, kwargs)
+        if retried.status_code == 401 and slot.sequence <= adopted_before:
             # We re-sent with a token that already existed when the 401 came (another
             # thread's, or a refresh-ahead's), and one revocation may have covered it too.
             # Only then, one more round with a token fetched after the rejection.
-            log.info("401 again with token %s: fetching a new token", slot[0].fingerprint)
-            self.invalidate(slot[0])
-            slot = self._refresh_slot(rejected=slot[0])
-            retried = self._resend(retried, slot[3] if raw else slot[2], position, kwargs)
+            log.info("401 again with token %s: fetching a new token", slot.token.fingerprint)
+            self.invalidate(slot.token)
+            slot = self._refresh_slot(rejected=slot.token)
+            retried = self._resend(retried, slot.raw if raw else slot.bearer, position, kwargs)
         return retried
 
     @staticmethod
@@ -341,27 +360,27 @@ class ClientCredentialsAuth(AuthBase):
 
     def _current_slot(self) -> _Slot:
         slot = self._slot
-        if slot is not None and self._clock() < slot[1]:
+        if slot is not None and self._clock() < slot.stale_at:
             return slot
         return self._refresh_slot()
 
     def _refresh_slot(self, rejected: Optional[Token] = None) -> _Slot:
         """Slow path: the token is missing, stale, expired, or ``rejected`` by a 401."""
         slot = self._slot
-        if slot is not None and not _same(slot[0], rejected):
+        if slot is not None and not _same(slot.token, rejected):
             now = self._clock()
-            state = slot[0].state(now, self.leeway)
+            state = slot.token.state(now, self.leeway)
             if state is TokenState.FRESH:
                 return slot
             if state is TokenState.STALE:
                 # Still valid: one caller fetches the next token, everyone else goes on.
                 if now >= self._next_early_refresh:
-                    self._refresh_early(slot[0], now)
+                    self._refresh_early(slot.token, now)
                 return self._slot or slot
         # Missing or expired: wait for one shared fetch (its error, if any, is everyone's).
         # The token being replaced is named explicitly: the cache may hold it still, and a
         # token another thread adopted a moment ago is *not* being replaced.
-        replacing = rejected or (slot[0] if slot is not None else None)
+        replacing = rejected or (slot.token if slot is not None else None)
         return self._flight.run(functools.partial(self._obtain, replacing))
 
     def _refresh_early(self, current: Token, now: float) -> None:
@@ -398,8 +417,8 @@ class ClientCredentialsAuth(AuthBase):
     def _adopt(self, token: Token) -> _Slot:
         hook = functools.partial(self._handle_401, token, 0)
         self._adoptions += 1
-        slot = (token, token.stale_at(self.leeway), "Bearer " + token.access_token,
-                token.access_token, hook, self._adoptions)
+        slot = _Slot(token, token.stale_at(self.leeway), "Bearer " + token.access_token,
+                     token.access_token, hook, self._adoptions)
         self._slot = slot
         self._next_early_refresh = -math.inf
         return slot
