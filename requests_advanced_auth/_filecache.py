@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import stat
 import tempfile
@@ -38,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Final, Iterator, NamedTuple, Optional, Union
 
+from ._cache import checked_lock_timeout
 from ._token import Token
 from .exceptions import ConfigurationError
 
@@ -151,17 +151,9 @@ class FileTokenCache:
             raise ConfigurationError(
                 f"path must be a str or os.PathLike, got {type(path).__name__}"
             )
-        if (
-            isinstance(lock_timeout, bool)
-            or not isinstance(lock_timeout, (int, float))
-            or not math.isfinite(lock_timeout)
-            or lock_timeout < 0
-        ):
-            raise ConfigurationError(
-                f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}"
-            )
+        lock_timeout = checked_lock_timeout(lock_timeout)
         self.path = Path(os.path.abspath(os.fspath(path)))
-        self.lock_timeout = float(lock_timeout)
+        self.lock_timeout = lock_timeout
         self._clock = clock
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._timeout_error: type[BaseException] = filelock.Timeout

@@ -31,6 +31,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Final, Iterator, Optional
 
+from ._cache import checked_lock_timeout
 from ._token import Token
 from .exceptions import ConfigurationError
 
@@ -122,18 +123,9 @@ class RedisTokenCache:
             )
         if not isinstance(prefix, str):
             raise ConfigurationError(f"prefix must be a str, got {type(prefix).__name__}")
-        if (
-            isinstance(lock_timeout, bool)
-            or not isinstance(lock_timeout, (int, float))
-            or not math.isfinite(lock_timeout)
-            or lock_timeout < 0
-        ):
-            raise ConfigurationError(
-                f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}"
-            )
         self.client = client
         self.prefix = prefix
-        self.lock_timeout = float(lock_timeout)
+        self.lock_timeout = checked_lock_timeout(lock_timeout)
         self._clock = clock
         self._release = client.register_script(_RELEASE)
         self._invalidate = client.register_script(_INVALIDATE)

@@ -31,6 +31,7 @@ from .pagination import (
     DEFAULT_TIMEOUT,
     STATISTICS_FIELDS,
     TRANSACTION_FIELDS,
+    _parse_date_text,
     api_urls,
     iter_statistics,
     iter_transactions,
@@ -186,14 +187,9 @@ def _site_list(text: str) -> list[int]:
 
 def _day_or_moment(text: str) -> Any:
     """``YYYY-MM-DD`` (a whole UTC day) or an ISO 8601 date and time (naive = UTC)."""
-    value = text.strip()
     try:
-        if len(value) == 10:
-            return _dt.date.fromisoformat(value)
-        if value.endswith(("Z", "z")):
-            value = value[:-1] + "+00:00"
-        return _dt.datetime.fromisoformat(value)
-    except ValueError:
+        return _parse_date_text(text, "date")  # the library's own reading of the text
+    except ConfigurationError:
         raise argparse.ArgumentTypeError(
             f"expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, got {text!r}"
         ) from None
@@ -533,35 +529,40 @@ def _progress_choice(args: argparse.Namespace) -> Optional[bool]:
 
 
 def _run_transactions(args: argparse.Namespace) -> int:
-    auth = _make_auth(args)
-    url, _ = api_urls(_environment(args).get("ADVANCED_STORE_API_URL"))
-    try:
-        rows = iter_transactions(
-            auth,
-            site_ids=args.site,
-            start=args.since,
-            end=args.until,
-            page_size=args.page_size,
-            start_page=args.start_page,
-            program_id=args.program,
-            status_id=args.status,
-            date_range_type=args.date_range_type,
-            url=url,
-            timeout=args.timeout,
-            progress=_progress_choice(args),
-        )
-        return _write_rows(rows, TRANSACTION_FIELDS, args, "transactions")
-    finally:
-        auth.close()
+    return _run_pull(
+        args,
+        iter_transactions,
+        TRANSACTION_FIELDS,
+        "transactions",
+        site_ids=args.site,
+        status_id=args.status,
+        date_range_type=args.date_range_type,
+    )
 
 
 def _run_statistics(args: argparse.Namespace) -> int:
+    return _run_pull(args, iter_statistics, STATISTICS_FIELDS, "statistics rows", site_id=args.site)
+
+
+def _run_pull(
+    args: argparse.Namespace,
+    pull: Callable[..., Iterator[dict[str, Any]]],
+    fields: Sequence[str],
+    what: str,
+    **selection: Any,
+) -> int:
+    """Write every row of ``pull`` (iter_transactions or iter_statistics) as ``args`` say.
+
+    ``selection``: the rows' own filters (sites, status, ...); the options both APIs share
+    come from ``args``.
+    """
     auth = _make_auth(args)
-    _, url = api_urls(_environment(args).get("ADVANCED_STORE_API_URL"))
+    transactions_url, statistics_url = api_urls(_environment(args).get("ADVANCED_STORE_API_URL"))
+    url = transactions_url if pull is iter_transactions else statistics_url
     try:
-        rows = iter_statistics(
+        rows = pull(
             auth,
-            site_id=args.site,
+            **selection,
             start=args.since,
             end=args.until,
             page_size=args.page_size,
@@ -571,7 +572,7 @@ def _run_statistics(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             progress=_progress_choice(args),
         )
-        return _write_rows(rows, STATISTICS_FIELDS, args, "statistics rows")
+        return _write_rows(rows, fields, args, what)
     finally:
         auth.close()
 

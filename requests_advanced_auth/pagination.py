@@ -30,7 +30,18 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import sys
-from typing import Any, Final, Iterable, Iterator, Mapping, Optional, TextIO, Union
+from typing import (
+    Any,
+    Callable,
+    Final,
+    Iterable,
+    Iterator,
+    Mapping,
+    NamedTuple,
+    Optional,
+    TextIO,
+    Union,
+)
 from urllib.parse import urlsplit
 
 import requests
@@ -342,6 +353,65 @@ def _unexpected(url: str, page: int, what: str, data: Any) -> PageError:
     )
 
 
+class _Page(NamedTuple):
+    """A checked page: its rows, the page count to show (if known), whether it is the last."""
+
+    rows: list[Row]
+    total: Optional[int]
+    last: bool
+
+
+#: Checks one page's decoded JSON: ``(url, page, params, data) -> _Page``, or raises PageError.
+_PageReader = Callable[[str, int, Mapping[str, Any], Any], _Page]
+
+
+def _paginate(
+    session_or_auth: SessionOrAuth,
+    url: str,
+    params: dict[str, Any],
+    start_page: int,
+    timeout: Timeout,
+    progress: Optional[bool],
+    label: str,
+    read: _PageReader,
+) -> Iterator[Row]:
+    """Check the arguments both APIs share, then return the (lazy) page-after-page pull."""
+    first = _page_number(start_page, "start_page")
+    timeout = _timeout(timeout)
+    api_url = _check_url(url)
+    session, owned = _open_session(session_or_auth)
+    return _pages(session, owned, api_url, params, first, timeout, label, progress, read)
+
+
+def _pages(
+    session: requests.Session,
+    owned: bool,
+    url: str,
+    params: dict[str, Any],
+    page: int,
+    timeout: Timeout,
+    label: str,
+    progress: Optional[bool],
+    read: _PageReader,
+) -> Iterator[Row]:
+    display = _Progress(label, progress)
+    rows = 0
+    try:
+        while True:
+            data = _get_json(session, url, {"page": page, **params}, timeout, page)
+            batch = read(url, page, params, data)
+            rows += len(batch.rows)
+            display.update(page, batch.total, rows)
+            yield from batch.rows
+            if batch.last:
+                return
+            page += 1
+    finally:
+        display.close()
+        if owned:
+            session.close()
+
+
 def iter_transactions(
     session_or_auth: SessionOrAuth,
     *,
@@ -388,46 +458,21 @@ def iter_transactions(
     ):
         if value is not None:
             params[key] = value
-    first = _page_number(start_page, "start_page")
-    timeout = _timeout(timeout)
-    api_url = _check_url(url)
-    session, owned = _open_session(session_or_auth)
-    return _transactions(session, owned, api_url, params, first, timeout, progress)
+    return _paginate(
+        session_or_auth, url, params, start_page, timeout, progress, "transactions",
+        _transactions_page,
+    )
 
 
-def _transactions(
-    session: requests.Session,
-    owned: bool,
-    url: str,
-    params: dict[str, Any],
-    page: int,
-    timeout: Timeout,
-    progress: Optional[bool],
-) -> Iterator[Row]:
-    display = _Progress("transactions", progress)
-    rows = 0
-    try:
-        while True:
-            data = _get_json(session, url, {"page": page, **params}, timeout, page)
-            if not isinstance(data, dict) or not isinstance(
-                data.get("transactionDataList"), list
-            ):
-                raise _unexpected(url, page, "a transactionDataList list", data)
-            total = data.get("totalPageCount")
-            if isinstance(total, bool) or not isinstance(total, int):
-                raise _unexpected(url, page, "an integer totalPageCount", data)
-            batch = data["transactionDataList"]
-            rows += len(batch)
-            display.update(page, max(total, page), rows)
-            yield from batch
-            # An empty page also ends the pull: a server whose totals shift must not loop us.
-            if page >= total or not batch:
-                return
-            page += 1
-    finally:
-        display.close()
-        if owned:
-            session.close()
+def _transactions_page(url: str, page: int, params: Mapping[str, Any], data: Any) -> _Page:
+    if not isinstance(data, dict) or not isinstance(data.get("transactionDataList"), list):
+        raise _unexpected(url, page, "a transactionDataList list", data)
+    total = data.get("totalPageCount")
+    if isinstance(total, bool) or not isinstance(total, int):
+        raise _unexpected(url, page, "an integer totalPageCount", data)
+    batch = data["transactionDataList"]
+    # An empty page also ends the pull: a server whose totals shift must not loop us.
+    return _Page(batch, max(total, page), page >= total or not batch)
 
 
 def iter_statistics(
@@ -468,46 +513,23 @@ def iter_statistics(
     program = _optional_id(program_id, "program_id")
     if program is not None:
         params["programId"] = program
-    first = _page_number(start_page, "start_page")
-    timeout = _timeout(timeout)
-    api_url = _check_url(url)
-    session, owned = _open_session(session_or_auth)
-    return _statistics(session, owned, api_url, params, first, timeout, progress)
+    return _paginate(
+        session_or_auth, url, params, start_page, timeout, progress, "statistics",
+        _statistics_page,
+    )
 
 
-def _statistics(
-    session: requests.Session,
-    owned: bool,
-    url: str,
-    params: dict[str, Any],
-    page: int,
-    timeout: Timeout,
-    progress: Optional[bool],
-) -> Iterator[Row]:
-    display = _Progress("statistics", progress)
-    rows = 0
-    try:
-        while True:
-            data = _get_json(session, url, {"page": page, **params}, timeout, page)
-            inner = data.get("data") if isinstance(data, dict) else None
-            batch = inner.get("data") if isinstance(inner, dict) else None
-            if not isinstance(batch, list):
-                if isinstance(data, dict) and (data.get("success") is False or data.get("errors")):
-                    raise PageError(
-                        f"GET {url} answered errors: {_excerpt(repr(data.get('errors')))}",
-                        page=page,
-                    )
-                raise _unexpected(url, page, "a data.data list", data)
-            rows += len(batch)
-            display.update(page, None, rows)
-            yield from batch
-            if len(batch) < params["size"]:
-                return
-            page += 1
-    finally:
-        display.close()
-        if owned:
-            session.close()
+def _statistics_page(url: str, page: int, params: Mapping[str, Any], data: Any) -> _Page:
+    inner = data.get("data") if isinstance(data, dict) else None
+    batch = inner.get("data") if isinstance(inner, dict) else None
+    if not isinstance(batch, list):
+        if isinstance(data, dict) and (data.get("success") is False or data.get("errors")):
+            raise PageError(
+                f"GET {url} answered errors: {_excerpt(repr(data.get('errors')))}",
+                page=page,
+            )
+        raise _unexpected(url, page, "a data.data list", data)
+    return _Page(batch, None, len(batch) < params["size"])
 
 
 def _check_url(url: Any) -> str:

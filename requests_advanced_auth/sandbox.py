@@ -54,6 +54,7 @@ import binascii
 import contextlib
 import csv
 import datetime as _dt
+import functools
 import hmac
 import io
 import json
@@ -381,8 +382,13 @@ def _conversion_time(seconds: int) -> str:
     return f"{days}d {hours}h {minutes}m {secs}s"
 
 
+@functools.lru_cache(maxsize=4)
 def _generate(seed: int) -> _Dataset:
-    """Deterministic synthetic 2024 data: the same seed gives the same rows."""
+    """Deterministic synthetic 2024 data: the same seed gives the same rows.
+
+    Cached per seed, so every sandbox of a process shares one dataset: it is read-only once
+    built (answers select into new lists and go out as JSON; nothing writes to a row).
+    """
     rng = random.Random(seed)
     drafts = []
     for _ in range(TRANSACTION_COUNT):
@@ -485,6 +491,19 @@ def _statistics_row(data: _Dataset, site: str, day: int, program: str | None) ->
     }
 
 
+def _seconds_knob(name: str, doc: str) -> Any:
+    """A property in seconds kept in ``_<name>``; every assignment is checked by _number."""
+    attribute = "_" + name
+
+    def get(provider: object) -> float:
+        return cast(float, getattr(provider, attribute))
+
+    def set_(provider: object, value: float) -> None:
+        setattr(provider, attribute, _number(value, name))
+
+    return property(get, set_, doc=doc)
+
+
 class SandboxProvider:
     """The emulated provider without sockets: thread-safe state and :meth:`handle`.
 
@@ -523,32 +542,16 @@ class SandboxProvider:
 
     # -- knobs ------------------------------------------------------------------------
 
-    @property
-    def token_lifetime(self) -> float:
-        """Seconds a new token lives; answered as ``expires_in`` = int(round(lifetime))."""
-        return self._token_lifetime
-
-    @token_lifetime.setter
-    def token_lifetime(self, value: float) -> None:
-        self._token_lifetime = _number(value, "token_lifetime")
-
-    @property
-    def token_latency(self) -> float:
-        """Seconds each token request sleeps before it is answered."""
-        return self._token_latency
-
-    @token_latency.setter
-    def token_latency(self, value: float) -> None:
-        self._token_latency = _number(value, "token_latency")
-
-    @property
-    def api_latency(self) -> float:
-        """Seconds each API request sleeps before it is answered."""
-        return self._api_latency
-
-    @api_latency.setter
-    def api_latency(self, value: float) -> None:
-        self._api_latency = _number(value, "api_latency")
+    token_lifetime: float = _seconds_knob(
+        "token_lifetime",
+        "Seconds a new token lives; answered as ``expires_in`` = int(round(lifetime)).",
+    )
+    token_latency: float = _seconds_knob(
+        "token_latency", "Seconds each token request sleeps before it is answered."
+    )
+    api_latency: float = _seconds_knob(
+        "api_latency", "Seconds each API request sleeps before it is answered."
+    )
 
     def register_client(
         self,
