@@ -1,7 +1,8 @@
-"""Code that runs in spawned child processes (spawn imports it by module name).
+"""Many clients sharing one token cache: spawned child processes, or threads.
 
-Children get plain arguments (URLs, credentials as an environment mapping, a picklable cache)
-and report through a queue; the parent counts token requests at the sandbox.
+The process code runs in spawned children (spawn imports it by module name). Children get
+plain arguments (URLs, credentials as an environment mapping, a picklable cache) and report
+through a queue; the parent counts token requests at the sandbox.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import multiprocessing
 import queue
 from dataclasses import dataclass, field
 from typing import Any
+
+from _helpers import run_threads
 
 #: A small transactions page: every API call in these tests is this one request.
 TRANSACTION_PARAMS = {
@@ -116,3 +119,27 @@ def _collect(results: Any, count: int, phase: str) -> list[tuple[Any, Any]]:
         assert kind == phase, (kind, phase)
         collected.append((status, history))
     return collected
+
+
+def run_thread_fleet(sandbox: Any, cache: Any, threads: int = 8) -> list[Any]:
+    """One API request from each of ``threads`` threads, released together.
+
+    Each thread has its own session and auth; all of them share ``cache``. Returns each
+    thread's status code (or the exception it raised).
+    """
+    import requests
+
+    sessions = [requests.Session() for _ in range(threads)]
+    try:
+        for session in sessions:
+            session.auth = sandbox.auth(cache=cache)
+
+        def work(i: int) -> int:
+            answer = sessions[i].get(sandbox.transactions_url, params=TRANSACTION_PARAMS,
+                                     timeout=WAIT)
+            return answer.status_code
+
+        return run_threads(threads, work)
+    finally:
+        for session in sessions:
+            session.close()

@@ -1,12 +1,16 @@
-"""Shared fixtures: a fake clock, and a leak guard that scans every test's logs for secrets."""
+"""Shared fixtures: a fake clock, a leak guard scanning every test's logs for secrets, sandboxes."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from typing import Any, Callable
 
 import pytest
+
+from requests_advanced_auth.sandbox import Sandbox
 
 pytest_plugins = ["requests_advanced_auth.testing"]
 
@@ -79,3 +83,17 @@ def sandbox(advanced_sandbox, leak_guard: LeakGuard):  # type: ignore[no-untyped
     """The package's sandbox fixture, with its secrets and tokens under the leak guard."""
     leak_guard.sandboxes.append(advanced_sandbox)
     return advanced_sandbox
+
+
+@pytest.fixture
+def make_sandbox(clock: FakeClock, leak_guard: LeakGuard) -> Iterator[Callable[..., Sandbox]]:
+    """Start sandboxes sharing the test's FakeClock; their secrets and tokens are watched."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**options: Any) -> Sandbox:
+            options.setdefault("clock", clock)
+            sb = stack.enter_context(Sandbox(**options))
+            leak_guard.sandboxes.append(sb)
+            return sb
+
+        yield start

@@ -25,6 +25,7 @@ import pytest
 import requests
 import requests_mock as requests_mock_module
 import urllib3
+from _helpers import CountingLock, run_threads
 
 from requests_advanced_auth import (
     AdvancedAuth,
@@ -195,54 +196,10 @@ def raw(n: int) -> str:
     return f"tok{n:03d}-QQQQQQQQQQQQ"
 
 
-class CountingLock:
-    """Replaces a SingleFlight's guard: counts entries so a test can wait for N callers."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition()
-        self.entries = 0
-
-    def __enter__(self) -> bool:
-        self._lock.acquire()
-        with self._cond:
-            self.entries += 1
-            self._cond.notify_all()
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-    def wait_for(self, n: int) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.entries >= n, timeout=WAIT)
-
-
 def count_flight_entries(auth) -> CountingLock:
     guard = CountingLock()
     auth._flight._guard = guard
     return guard
-
-
-def run_threads(n, work):
-    """Run ``work(i)`` in n threads released together by a Barrier; return results."""
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
-
-    def target(i):
-        barrier.wait(WAIT)
-        try:
-            results[i] = work(i)
-        except Exception as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT * 2)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
-    return results
 
 
 def warnings_of(caplog):

@@ -7,6 +7,7 @@ import pickle
 import threading
 
 import pytest
+from _helpers import CountingLock, run_threads
 
 from requests_advanced_auth import MemoryTokenCache, Token, TokenCache
 from requests_advanced_auth._cache import SingleFlight
@@ -17,29 +18,6 @@ WAIT = 10.0  # seconds; only reached when the behaviour under test is broken
 
 def token(value: str, expires_in: float = 3600.0) -> Token:
     return Token.issued(value, issued_at=1000.0, expires_in=expires_in)
-
-
-class CountingLock:
-    """A lock that counts how often it was entered, so a test can wait for N callers."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._cond = threading.Condition()
-        self.entries = 0
-
-    def __enter__(self) -> bool:
-        self._lock.acquire()
-        with self._cond:
-            self.entries += 1
-            self._cond.notify_all()
-        return True
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-    def wait_for(self, n: int) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self.entries >= n, timeout=WAIT)
 
 
 # -- MemoryTokenCache ------------------------------------------------------------------------
@@ -125,23 +103,14 @@ def test_single_flight_runs_the_call_and_returns_its_result():
 
 def _run_threads(flight, call, n=THREADS):
     """Start n threads behind a barrier; each runs ``flight.run(call)``; return outcomes."""
-    barrier = threading.Barrier(n)
-    outcomes: list[object] = [None] * n
 
-    def worker(i: int) -> None:
-        barrier.wait()
+    def work(i: int) -> tuple[str, object]:
         try:
-            outcomes[i] = ("ok", flight.run(call))
+            return ("ok", flight.run(call))
         except Exception as exc:
-            outcomes[i] = ("error", exc)
+            return ("error", exc)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(WAIT)
-    assert not any(t.is_alive() for t in threads), "a thread never returned"
-    return outcomes
+    return run_threads(n, work)
 
 
 def test_single_flight_twenty_threads_make_one_call_and_all_get_its_result():

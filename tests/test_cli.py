@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import requests
 import requests_mock
+from _helpers import child_process, read_exports
 
 from requests_advanced_auth import cli
 from requests_advanced_auth.cli import main
@@ -503,21 +503,11 @@ def test_sandbox_command_prints_exports_that_the_other_commands_use(capsys, monk
         "from requests_advanced_auth.cli import main\n"
         "raise SystemExit(main(['sandbox', '--token-lifetime', '120']))\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
-    )
-    watchdog = threading.Timer(WAIT, process.kill)
-    watchdog.start()
-    try:
+    with child_process([sys.executable, "-c", code], subprocess_env(), WAIT) as process:
         assert process.stdout is not None
-        exports = {}
-        for line in process.stdout:
-            if line.startswith("export "):
-                name, _, value = line[len("export "):].strip().partition("=")
-                exports[name] = value
-            if line.startswith("Serving until Ctrl-C"):
-                break
+        exports = read_exports(
+            process.stdout, lambda line, _: line.startswith("Serving until Ctrl-C")
+        )
         assert set(exports) >= {
             "ADVANCED_STORE_CLIENT_ID", "ADVANCED_STORE_CLIENT_SECRET",
             "ADVANCED_STORE_TOKEN_URL", "ADVANCED_STORE_API_URL",
@@ -537,14 +527,6 @@ def test_sandbox_command_prints_exports_that_the_other_commands_use(capsys, monk
         assert len(out.splitlines()) > 10
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=WAIT) == 0
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def test_sandbox_command_passes_its_options_to_the_sandbox(capsys, monkeypatch):

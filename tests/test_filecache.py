@@ -8,11 +8,10 @@ import os
 import pickle
 import stat
 import sys
-import threading
 
 import pytest
 import requests
-from _procs import TRANSACTION_PARAMS, run_fleet
+from _procs import TRANSACTION_PARAMS, run_fleet, run_thread_fleet
 
 from requests_advanced_auth import ConfigurationError, Token, TokenCache
 from requests_advanced_auth._filecache import FileTokenCache
@@ -364,22 +363,7 @@ def test_a_warm_token_does_not_consult_the_file(sandbox, path, monkeypatch):
 
 
 def test_eight_threads_with_their_own_auth_on_one_cache_make_one_token_request(sandbox, path):
-    cache = FileTokenCache(path)
-    barrier = threading.Barrier(8)
-    statuses = []
-
-    def work():
-        session = requests.Session()
-        session.auth = sandbox.auth(cache=cache)
-        barrier.wait(10)
-        response = session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS)
-        statuses.append(response.status_code)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    statuses = run_thread_fleet(sandbox, FileTokenCache(path))
     assert statuses == [200] * 8
     assert sandbox.provider.token_requests == 1
 

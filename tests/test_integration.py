@@ -7,7 +7,6 @@ the sandbox does not have (redirects, POST bodies, a foreign host), a tiny stdli
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
@@ -15,19 +14,19 @@ import logging
 import pickle
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, NamedTuple
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Callable
+from urllib.parse import parse_qs
 
 import pytest
 import requests
+from _helpers import run_threads
+from _servers import Answer, FrontServer, Seen, record_requests, sandbox_verdict
 
 from requests_advanced_auth import AdvancedAuth, InvalidClientError, OAuthError
-from requests_advanced_auth.sandbox import TOKEN_PATH, TRANSACTIONS_PATH, Sandbox
+from requests_advanced_auth.sandbox import TOKEN_PATH, Sandbox
 
 TX_PARAMS = {"page": 1, "size": 5, "siteIds": "25", "startDate": 1704067200,
              "endDate": 1706745599}
-TX_QUERY = "page=1&size=1&siteIds=25&startDate=1704067200&endDate=1704153600"
 STATS_PARAMS = {"page": 1, "siteId": 25, "startDate": "2024-01-01", "endDate": "2024-01-07"}
 TIMEOUT = 10
 
@@ -36,125 +35,15 @@ TIMEOUT = 10
 
 
 @pytest.fixture
-def make_sandbox(clock, leak_guard) -> Iterator[Callable[..., Sandbox]]:
-    """Start sandboxes sharing the test's FakeClock; their secrets and tokens are watched."""
-    with contextlib.ExitStack() as stack:
-
-        def start(**options: Any) -> Sandbox:
-            options.setdefault("clock", clock)
-            sb = stack.enter_context(Sandbox(**options))
-            leak_guard.sandboxes.append(sb)
-            return sb
-
-        yield start
-
-
-@pytest.fixture
 def session() -> Iterator[requests.Session]:
     with requests.Session() as s:
         yield s
-
-
-def record_token_requests(sb: Sandbox) -> list[tuple[dict[str, str], bytes]]:
-    """Headers and raw body of every request the sandbox's token endpoint receives."""
-    seen: list[tuple[dict[str, str], bytes]] = []
-    handle = sb.provider.handle
-
-    def recording(method, path, query, headers, body):  # type: ignore[no-untyped-def]
-        if path == TOKEN_PATH:
-            seen.append((dict(headers), body))
-        return handle(method, path, query, headers, body)
-
-    sb.provider.handle = recording  # type: ignore[method-assign]
-    return seen
 
 
 def token_of(response: requests.Response) -> str:
     """The access token a response's request carried (either header style)."""
     header = response.request.headers["Authorization"]
     return header[len("Bearer "):] if header.startswith("Bearer ") else header
-
-
-class Seen(NamedTuple):
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-
-Answer = tuple[int, dict[str, str], bytes]
-
-
-class FrontServer:
-    """A stdlib HTTP/1.1 server on 127.0.0.1:0 that records requests; ``respond`` answers."""
-
-    def __init__(self, respond: Callable[[Seen], Answer]) -> None:
-        self.respond = respond
-        self.seen: list[Seen] = []
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _read_body(self) -> bytes:
-                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                    chunks = []
-                    while True:
-                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                        if size == 0:
-                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                                pass
-                            return b"".join(chunks)
-                        chunks.append(self.rfile.read(size))
-                        self.rfile.readline()
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-            def _any(self) -> None:
-                parts = urlsplit(self.path)
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                seen = Seen(self.command, parts.path, parts.query, headers, self._read_body())
-                with lock:
-                    outer.seen.append(seen)
-                status, answer_headers, payload = outer.respond(seen)
-                self.send_response(status)
-                for name, value in answer_headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PUT = _any
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            block_on_close = False
-
-        self._server = Server(("127.0.0.1", 0), Handler)
-        self.port = int(self._server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def __enter__(self) -> FrontServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-
-def sandbox_verdict(sb: Sandbox, seen: Seen) -> int:
-    """Ask the sandbox whether the request's Authorization header is good for transactions."""
-    header = {"authorization": seen.headers.get("authorization", "")}
-    return sb.provider.handle("GET", TRANSACTIONS_PATH, TX_QUERY, header, b"").status
 
 
 def echo_behind_sandbox(sb: Sandbox) -> Callable[[Seen], Answer]:
@@ -170,45 +59,27 @@ def echo_behind_sandbox(sb: Sandbox) -> Callable[[Seen], Answer]:
     return respond
 
 
-def run_threads(n: int, work: Callable[[int], Any]) -> list[Any]:
-    """Run ``work(i)`` in n threads released together by a Barrier; return results/errors."""
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def target(i: int) -> None:
-        try:
-            barrier.wait(TIMEOUT)
-            results[i] = work(i)
-        except BaseException as exc:  # reported to the test, not lost in the thread
-            results[i] = exc
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
-
-
 # -- audience encodings -----------------------------------------------------------------------
 
 
 def test_joined_audience_goes_on_the_wire_as_one_space_separated_value(sandbox, session):
-    seen = record_token_requests(sandbox)
+    seen = record_requests(sandbox, TOKEN_PATH)
     session.auth = sandbox.auth()  # default audience_encoding="joined"
     assert session.get(sandbox.transactions_url, params=TX_PARAMS, timeout=TIMEOUT).ok
-    (_, body), = seen
+    (token_request,) = seen
+    body = token_request.body
     form = parse_qs(body.decode("ascii"))
     assert form["audience"] == ["api.ad4mat.net api.advanced-store.com"]
     assert b"audience=api.ad4mat.net+api.advanced-store.com" in body
 
 
 def test_repeated_audience_goes_on_the_wire_as_one_parameter_per_audience(sandbox, session):
-    seen = record_token_requests(sandbox)
+    seen = record_requests(sandbox, TOKEN_PATH)
     session.auth = sandbox.auth(audience_encoding="repeated")
     assert session.get(sandbox.transactions_url, params=TX_PARAMS, timeout=TIMEOUT).ok
     assert session.get(sandbox.statistics_url, params=STATS_PARAMS, timeout=TIMEOUT).ok
-    (_, body), = seen
+    (token_request,) = seen
+    body = token_request.body
     audience = parse_qs(body.decode("ascii"))["audience"]
     assert audience == ["api.ad4mat.net", "api.advanced-store.com"]
 
@@ -243,13 +114,14 @@ def _sandbox_options(sb: Sandbox) -> dict[str, Any]:
 
 
 def test_basic_client_with_client_secret_basic_gets_data(sandbox, session):
-    seen = record_token_requests(sandbox)
+    seen = record_requests(sandbox, TOKEN_PATH)
     session.auth = AdvancedAuth(sandbox.basic_client_id, sandbox.basic_client_secret,
                                 client_auth="client_secret_basic", **_sandbox_options(sandbox))
     answer = session.get(sandbox.transactions_url, params=TX_PARAMS, timeout=TIMEOUT)
     assert answer.status_code == 200
     assert answer.json()["totalEntries"] > 0
-    (headers, body), = seen
+    (token_request,) = seen
+    headers, body = token_request.headers, token_request.body
     assert headers["authorization"].startswith("Basic ")
     assert b"client_secret" not in body
 

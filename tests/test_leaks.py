@@ -10,20 +10,16 @@ A failing scan names the artifact and the kind of value, never the value.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
 import secrets
-import socket
-import threading
 import warnings
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 import pytest
 import requests
+from _servers import FrontServer, closed_port, guarded_by
 
 from requests_advanced_auth import (
     AdvancedAuth,
@@ -35,12 +31,11 @@ from requests_advanced_auth import (
     TokenResponseError,
     _fetch,
 )
-from requests_advanced_auth.sandbox import TRANSACTIONS_PATH, Sandbox
+from requests_advanced_auth.sandbox import Sandbox
 
 TX_PARAMS = {"page": 1, "size": 2, "siteIds": "27", "startDate": 1704067200,
              "endDate": 1706745599}
 STATS_PARAMS = {"page": 1, "siteId": 27, "startDate": "2024-01-01", "endDate": "2024-01-03"}
-TX_QUERY = "page=1&size=1&siteIds=25&startDate=1704067200&endDate=1704153600"
 TIMEOUT = 10
 
 
@@ -128,50 +123,6 @@ def call_apis(case: Case, auth: Any) -> None:
                             (case.sb.statistics_url, STATS_PARAMS)):
             answer = s.get(url, params=params, auth=auth, timeout=TIMEOUT)
             assert answer.status_code == 200, answer.text
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def guarded_echo(sb: Sandbox) -> Iterator[str]:
-    """A loopback API that asks the sandbox about the token: 401, or 200 echoing the body."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            if "chunked" in self.headers.get("Transfer-Encoding", ""):
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                    self.rfile.read(size)
-                    self.rfile.readline()
-                    if size == 0:
-                        break
-            else:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            header = {"authorization": self.headers.get("Authorization", "")}
-            status = sb.provider.handle("GET", TRANSACTIONS_PATH, TX_QUERY, header, b"").status
-            self.send_response(401 if status == 401 else 200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def oauth_body(error: str, description: str) -> bytes:
@@ -333,11 +284,11 @@ def second_401_returned(case: Case) -> None:
 
 
 def non_replayable_body(case: Case) -> None:
-    with guarded_echo(case.sb) as host:
-        auth = case.auth(allowed_hosts=[host])
+    with FrontServer(guarded_by(case.sb)) as api:
+        auth = case.auth(allowed_hosts=[f"127.0.0.1:{api.port}"])
         auth.get_token()
         case.sb.provider.revoke_all()
-        answer = requests.post(f"http://{host}/upload", data=iter([b"a", b"b"]), auth=auth,
+        answer = requests.post(api.url + "/upload", data=iter([b"a", b"b"]), auth=auth,
                                timeout=TIMEOUT)
     assert answer.status_code == 401
 

@@ -8,12 +8,11 @@ import pickle
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
-from _procs import TRANSACTION_PARAMS, run_fleet
+from _procs import TRANSACTION_PARAMS, run_fleet, run_thread_fleet
 
 from requests_advanced_auth import ConfigurationError, Token, TokenCache
 from requests_advanced_auth._rediscache import RETRY_INTERVAL, RedisTokenCache
@@ -255,22 +254,7 @@ def test_lock_timeout_must_be_a_non_negative_number(bad):
 
 
 def test_eight_threads_with_their_own_auth_on_one_cache_make_one_token_request(sandbox, client):
-    cache = RedisTokenCache(client)
-    barrier = threading.Barrier(8)
-    statuses = []
-
-    def work():
-        session = requests.Session()
-        session.auth = sandbox.auth(cache=cache)
-        barrier.wait(10)
-        response = session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS)
-        statuses.append(response.status_code)
-
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    statuses = run_thread_fleet(sandbox, RedisTokenCache(client))
     assert statuses == [200] * 8
     assert sandbox.provider.token_requests == 1
 

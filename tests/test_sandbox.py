@@ -8,7 +8,6 @@ import http.client
 import io
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -17,6 +16,7 @@ from urllib.parse import quote_plus
 
 import pytest
 import requests
+from _helpers import child_process, read_exports
 
 from requests_advanced_auth.sandbox import (
     STATISTICS_COLUMNS,
@@ -1034,9 +1034,6 @@ def test_plugin_fixture_gives_a_fresh_running_sandbox(advanced_sandbox):
 
 
 def test_sandbox_auth_smoke(advanced_sandbox):
-    package = pytest.importorskip("requests_advanced_auth")
-    if not hasattr(package, "AdvancedAuth"):
-        pytest.skip("requests_advanced_auth.AdvancedAuth does not exist yet")
     auth = advanced_sandbox.auth()
     with requests.Session() as session:
         session.auth = auth
@@ -1050,26 +1047,14 @@ def test_module_command_prints_urls_and_exports_then_exits_cleanly_on_ctrl_c():
     root = Path(__file__).resolve().parents[1]
     path = os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "requests_advanced_auth.sandbox", "--token-lifetime", "60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    watchdog = threading.Timer(20, process.kill)
-    watchdog.start()
-    try:
+    argv = [sys.executable, "-m", "requests_advanced_auth.sandbox", "--token-lifetime", "60"]
+    with child_process(argv, env, 20) as process:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert first.startswith("Advanced-Store sandbox running at http://127.0.0.1:")
-        exports = {}
-        for line in process.stdout:
-            if line.startswith("export "):
-                name, _, value = line[len("export ") :].strip().partition("=")
-                exports[name] = value
-            if "ADVANCED_STORE_API_URL" in exports:
-                break
+        exports = read_exports(
+            process.stdout, lambda _, exports: "ADVANCED_STORE_API_URL" in exports
+        )
         assert exports["ADVANCED_STORE_API_URL"] == first.split()[-1]
         assert exports["ADVANCED_STORE_CLIENT_ID"] == "sandbox-client"
         answer = requests.post(
@@ -1084,11 +1069,3 @@ def test_module_command_prints_urls_and_exports_then_exits_cleanly_on_ctrl_c():
         assert answer.json()["expires_in"] == 60
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()
