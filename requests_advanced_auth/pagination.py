@@ -249,18 +249,21 @@ def _date_of(value: Any, name: str) -> _dt.date:
     return _as_utc(value, name, end=False).date()
 
 
+def _check_source(session_or_auth: Any) -> None:
+    if not isinstance(session_or_auth, (requests.Session, AuthBase)):
+        raise TypeError(
+            "pass a requests.Session (with .auth set) or an auth object such as AdvancedAuth, "
+            f"got {type(session_or_auth).__name__}"
+        )
+
+
 def _open_session(session_or_auth: SessionOrAuth) -> tuple[requests.Session, bool]:
     """The session to use, and whether we made it (and so must close it)."""
     if isinstance(session_or_auth, requests.Session):
         return session_or_auth, False
-    if isinstance(session_or_auth, AuthBase):
-        session = requests.Session()
-        session.auth = session_or_auth
-        return session, True
-    raise TypeError(
-        "pass a requests.Session (with .auth set) or an auth object such as AdvancedAuth, "
-        f"got {type(session_or_auth).__name__}"
-    )
+    session = requests.Session()
+    session.auth = session_or_auth
+    return session, True
 
 
 # -- progress -----------------------------------------------------------------------------
@@ -379,13 +382,12 @@ def _paginate(
     first = _page_number(start_page, "start_page")
     timeout = _timeout(timeout)
     api_url = _check_url(url)
-    session, owned = _open_session(session_or_auth)
-    return _pages(session, owned, api_url, params, first, timeout, label, progress, read)
+    _check_source(session_or_auth)
+    return _pages(session_or_auth, api_url, params, first, timeout, label, progress, read)
 
 
 def _pages(
-    session: requests.Session,
-    owned: bool,
+    session_or_auth: SessionOrAuth,
     url: str,
     params: dict[str, Any],
     page: int,
@@ -394,6 +396,8 @@ def _pages(
     progress: Optional[bool],
     read: _PageReader,
 ) -> Iterator[Row]:
+    # Opened here, on the first next(): a pull that is never iterated leaves nothing open.
+    session, owned = _open_session(session_or_auth)
     display = _Progress(label, progress)
     rows = 0
     try:

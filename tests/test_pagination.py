@@ -441,3 +441,20 @@ def test_private_session_is_closed_after_the_pull(sandbox, monkeypatch):
     list(iter_statistics(auth, site_id=25, **YEAR, url=sandbox.statistics_url))
     assert len(closed) == 1
     assert closed[0].auth is auth
+
+
+def test_a_pull_given_an_auth_opens_no_session_until_it_is_iterated(sandbox, monkeypatch):
+    auth = sandbox.auth()
+    opened = []
+    original = requests.Session.__init__
+
+    def init(self, *args, **kwargs):
+        opened.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "__init__", init)
+    rows = iter_transactions(auth, site_ids=25, **YEAR, url=sandbox.transactions_url)
+    assert opened == []  # built, checked, never iterated: nothing to leak
+    next(rows)
+    assert len(opened) == 1 and opened[0].auth is auth
+    rows.close()
