@@ -1,7 +1,9 @@
 """A local emulator of Advanced-Store's advanced API, for tests and offline work.
 
-Standard library only, and it imports nothing else from this package at run time: it is
-the oracle the package is tested against, so it must not share code with what it tests.
+Standard library only, and the server shares no code with the rest of this package: it is
+the oracle the package is tested against. The one exception is the convenience
+:meth:`Sandbox.auth`, which imports ``AdvancedAuth`` when it is called, to build a client for
+the sandbox (the server itself never uses it).
 
 ::
 
