@@ -145,6 +145,9 @@ class FileTokenCache:
         clock: Callable[[], float] = time.time,
     ) -> None:
         filelock = _import("filelock")
+        # Our own directory (the default one) is kept at 0700 even if it already existed;
+        # a directory the caller names is theirs, and only created 0700 if missing.
+        self._tighten = path is None
         if path is None:
             path = default_path()
         elif not isinstance(path, (str, os.PathLike)):
@@ -391,11 +394,20 @@ class FileTokenCache:
 
     def _ensure_directory(self) -> None:
         directory = self.path.parent
-        if directory.is_dir():
-            return
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+        if not directory.is_dir():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(OSError):
+                os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+        elif self._tighten:
+            with contextlib.suppress(OSError):
+                st = os.lstat(directory)
+                if (
+                    stat.S_ISDIR(st.st_mode)
+                    and stat.S_IMODE(st.st_mode) & 0o077
+                    and st.st_uid == getattr(os, "getuid", lambda: st.st_uid)()
+                ):
+                    os.chmod(directory, 0o700)
+        self._tighten = False  # checked once per instance
 
     # -- locking ----------------------------------------------------------------------------
 
@@ -440,12 +452,19 @@ class FileTokenCache:
     def _acquire_file_lock(self, deadline: float) -> bool:
         try:
             self._ensure_directory()
+            self._check_lock_file()
             self._file_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0))
         except self._timeout_error:
             log.warning(
                 "waited %.1f s for another process holding %s; going on without the lock "
                 "(a token request may be repeated)",
                 self.lock_timeout, self._lock_path,
+            )
+            return False
+        except _Unusable as problem:
+            self._warn_once(
+                problem.key, "not locking %s: %s; going on without the lock",
+                self._lock_path, problem.reason,
             )
             return False
         except OSError as exc:
@@ -456,6 +475,18 @@ class FileTokenCache:
             )
             return False
         return True
+
+    def _check_lock_file(self) -> None:
+        """Refuse a link or non-file at the lock path: filelock opens it with O_TRUNC, and
+        releases before 3.20.1 follow a link (CVE-2025-68146), truncating its target."""
+        try:
+            st = os.lstat(self._lock_path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise _Unusable(_SYMLINK, _signature(st), ("lock", _SYMLINK))
+        if not stat.S_ISREG(st.st_mode):
+            raise _Unusable(_NOT_REGULAR, _signature(st), ("lock", _NOT_REGULAR))
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -216,6 +216,52 @@ def test_a_symlinked_cache_file_is_refused_and_never_written_through(
     assert "symbolic link" in warning.getMessage()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="platformdirs' Linux layout")
+def test_an_existing_default_directory_with_loose_permissions_is_tightened_to_0700(
+    tmp_path, monkeypatch, clock, leak_guard
+):
+    leak_guard.watch("tok-private")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    directory = tmp_path / "requests-advanced-auth"
+    directory.mkdir(mode=0o755)
+    os.chmod(directory, 0o755)  # noqa: S103  # as another tool may have left it
+    cache = FileTokenCache(clock=clock)
+    cache.set(KEY, token("tok-private"))
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(cache.path.stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_a_directory_the_user_named_is_not_chmodded(tmp_path, clock, leak_guard):
+    leak_guard.watch("tok-private")
+    directory = tmp_path / "project"
+    directory.mkdir()
+    os.chmod(directory, 0o755)  # noqa: S103
+    FileTokenCache(directory / "tokens.json", clock=clock).set(KEY, token("tok-private"))
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o755  # the user's own, left alone
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks need privileges on Windows")
+def test_a_symlinked_lock_file_is_refused_and_its_target_left_untouched(
+    path, clock, caplog, leak_guard
+):
+    leak_guard.watch("tok-mine")
+    path.parent.mkdir(mode=0o700)
+    victim = path.parent.parent / "victim.txt"
+    victim.write_text("precious")
+    os.chmod(victim, 0o644)
+    path.with_name("tokens.json.lock").symlink_to(victim)
+    cache = FileTokenCache(path, clock=clock)
+    with cache.lock(KEY):
+        cache.set(KEY, token("tok-mine"))
+    assert victim.read_text() == "precious"  # neither truncated ...
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o644  # ... nor chmodded
+    assert cache.get(KEY).access_token == "tok-mine"  # the cache still works, unlocked
+    [warning] = warnings_in(caplog)
+    # Our own check, whatever the filelock release (those before 3.20.1 follow the link).
+    assert warning.getMessage().startswith(f"not locking {path}.lock: it is a symbolic link")
+
+
 # -- damaged files --------------------------------------------------------------------------
 
 DAMAGED = {

@@ -456,5 +456,6 @@ def test_a_pull_given_an_auth_opens_no_session_until_it_is_iterated(sandbox, mon
     rows = iter_transactions(auth, site_ids=25, **YEAR, url=sandbox.transactions_url)
     assert opened == []  # built, checked, never iterated: nothing to leak
     next(rows)
-    assert len(opened) == 1 and opened[0].auth is auth
+    assert len(opened) == 1
+    assert opened[0].auth is auth
     rows.close()
