@@ -143,3 +143,40 @@ def run_thread_fleet(sandbox: Any, cache: Any, threads: int = 8) -> list[Any]:
     finally:
         for session in sessions:
             session.close()
+
+
+def run_lifetimes(
+    sandbox: Any,
+    make_cache: Any,
+    clock: Any,
+    *,
+    lifetime: float,
+    auths: int = 8,
+    lifetimes: int = 3,
+    steps: int = 10,
+    revoke_at: Any = None,
+) -> list[int]:
+    """``auths`` separate auth objects, each on its own ``make_cache()`` (as separate
+    processes would be), all on one fake ``clock``: every step moves the clock by
+    ``lifetime / steps`` and each auth sends one request. At step ``revoke_at`` (if given)
+    every token is revoked first. Returns the status of every request.
+    """
+    import requests
+
+    sessions = [requests.Session() for _ in range(auths)]
+    statuses = []
+    try:
+        for session in sessions:
+            session.auth = sandbox.auth(cache=make_cache(), clock=clock)
+        for step in range(lifetimes * steps + 1):
+            if step == revoke_at:
+                sandbox.provider.revoke_all()
+            for session in sessions:
+                answer = session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS,
+                                     timeout=WAIT)
+                statuses.append(answer.status_code)
+            clock.advance(lifetime / steps)
+    finally:
+        for session in sessions:
+            session.close()
+    return statuses

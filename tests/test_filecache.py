@@ -11,9 +11,9 @@ import sys
 
 import pytest
 import requests
-from _procs import TRANSACTION_PARAMS, run_fleet, run_thread_fleet
+from _procs import TRANSACTION_PARAMS, run_fleet, run_lifetimes, run_thread_fleet
 
-from requests_advanced_auth import ConfigurationError, Token, TokenCache
+from requests_advanced_auth import ConfigurationError, MemoryTokenCache, Token, TokenCache
 from requests_advanced_auth._filecache import FileTokenCache
 
 filelock = pytest.importorskip("filelock")
@@ -406,6 +406,20 @@ def test_a_warm_token_does_not_consult_the_file(sandbox, path, monkeypatch):
     for _ in range(20):
         assert session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS).ok
     assert consulted == []
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["one file", "memory each"])
+def test_eight_auths_over_three_lifetimes_make_one_token_request_per_refresh_with_the_file(
+    make_sandbox, path, clock, shared
+):
+    """A 100 s token is renewed 75 s after it was issued; requests every 10 s over 300 s,
+    every token revoked at t = 120: tokens at t = 0, 80, 120 (the revocation), 200 and 280.
+    Without sharing, each auth makes all five itself."""
+    sandbox = make_sandbox(token_lifetime=100)
+    make_cache = (lambda: FileTokenCache(path, clock=clock)) if shared else MemoryTokenCache
+    statuses = run_lifetimes(sandbox, make_cache, clock, lifetime=100, revoke_at=12)
+    assert statuses == [200] * 8 * 31
+    assert sandbox.provider.token_requests == (5 if shared else 8 * 5)
 
 
 def test_eight_threads_with_their_own_auth_on_one_cache_make_one_token_request(sandbox, path):

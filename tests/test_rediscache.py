@@ -12,7 +12,7 @@ import time
 
 import pytest
 import requests
-from _procs import TRANSACTION_PARAMS, run_fleet, run_thread_fleet
+from _procs import TRANSACTION_PARAMS, run_fleet, run_lifetimes, run_thread_fleet
 
 from requests_advanced_auth import ConfigurationError, Token, TokenCache
 from requests_advanced_auth._rediscache import RETRY_INTERVAL, RedisTokenCache
@@ -251,6 +251,25 @@ def test_lock_timeout_must_be_a_non_negative_number(bad):
 
 
 # -- with the auth, against the sandbox -----------------------------------------------------
+
+
+def test_eight_auths_over_three_lifetimes_make_one_token_request_per_refresh_with_redis(
+    make_sandbox, redis_server, client, clock
+):
+    """As with the file cache: 100 s tokens renewed after 75 s, requests every 10 s over
+    300 s, a revocation at t = 120: tokens at t = 0, 80, 120, 200, 280, shared by all."""
+    sandbox = make_sandbox(token_lifetime=100)
+    clients = []
+
+    def make_cache():  # a client (a connection pool) of its own, as each process has
+        clients.append(redis_server.client())
+        return RedisTokenCache(clients[-1], clock=clock)
+
+    statuses = run_lifetimes(sandbox, make_cache, clock, lifetime=100, revoke_at=12)
+    for own in clients:
+        own.close()
+    assert statuses == [200] * 8 * 31
+    assert sandbox.provider.token_requests == 5
 
 
 def test_eight_threads_with_their_own_auth_on_one_cache_make_one_token_request(sandbox, client):
