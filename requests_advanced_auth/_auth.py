@@ -40,9 +40,9 @@ from ._fetch import (
     ClientAuthMethod,
     Timeout,
     TokenFetcher,
-    is_loopback,
     normalize_audience,
     normalize_scope,
+    transport_is_safe,
 )
 from ._token import DEFAULT_LEEWAY, Token, TokenState
 from .exceptions import ConfigurationError
@@ -63,7 +63,10 @@ class _Slot(NamedTuple):
     bearer: str  # "Bearer <token>"
     raw: str  # "<token>"
     hook: Callable[..., requests.Response]  # the 401 hook for bodies replayed from 0
-    sequence: int  # how many tokens this auth had adopted, this one included
+    fetch: int  # which of this auth's fetches got it (1, 2, ...); 0: taken from the cache
+
+    def __repr__(self) -> str:  # the token's own repr shows only its fingerprint
+        return f"_Slot(token={self.token!r}, stale_at={self.stale_at!r}, fetch={self.fetch})"
 
 _MAX_ORIGINS: Final = 256  # bound on the per-origin decision cache (a crawler hits many hosts)
 _UNREPLAYABLE: Final = -1  # body position marker: the body cannot be sent again
@@ -106,6 +109,15 @@ class _HostRule:
         if isinstance(hosts, str):
             hosts = [hosts]
         for entry in hosts or ():
+            if not isinstance(entry, str):
+                raise ConfigurationError(
+                    f"allowed_hosts entries are 'host' or 'host:port' strings, got {entry!r:.60}"
+                )
+            if entry.count(":") > 1 and not entry.startswith("["):
+                raise ConfigurationError(
+                    f"allowed_hosts entry {entry!r:.60} looks like an IPv6 address: write it in "
+                    "brackets, as in URLs: '[::1]' or '[::1]:8080'"
+                )
             parts = urlsplit("//" + entry.strip())
             try:
                 port = parts.port
@@ -166,13 +178,38 @@ class ClientCredentialsAuth(AuthBase):
         token_url = token_url if token_url is not None else self.default_token_url
         if not token_url:
             raise ConfigurationError("token_url is required: the provider's OAuth 2.0 token URL")
-        if not isinstance(leeway, (int, float)) or not math.isfinite(leeway) or leeway < 0:
+        if (
+            isinstance(leeway, bool)
+            or not isinstance(leeway, (int, float))
+            or not math.isfinite(leeway)
+            or leeway < 0
+        ):
             raise ConfigurationError(f"leeway must be a number of seconds >= 0, got {leeway!r}")
+        if cache is not None and not isinstance(cache, TokenCache):
+            raise ConfigurationError(
+                "cache must be a token cache (MemoryTokenCache, FileTokenCache, "
+                "RedisTokenCache, or an object with get, set, invalidate and lock), got "
+                f"{type(cache).__name__}"
+            )
+        if header_styles is not None and not isinstance(header_styles, Mapping):
+            raise ConfigurationError(
+                "header_styles must be a mapping of URL prefix to 'bearer' or 'raw', got "
+                f"{type(header_styles).__name__}"
+            )
+        if allowed_hosts is not None and not isinstance(allowed_hosts, (str, Iterable)):
+            raise ConfigurationError(
+                "allowed_hosts must be a 'host[:port]' string or an iterable of them, got "
+                f"{type(allowed_hosts).__name__}"
+            )
         styles = dict(self.default_header_styles if header_styles is None else header_styles)
-        for style in (*styles.values(), default_header_style):
+        for prefix, style in (*styles.items(), ("default_header_style", default_header_style)):
+            if not isinstance(prefix, str):
+                raise ConfigurationError(
+                    f"header_styles keys are URL prefixes (str), got {prefix!r:.40}"
+                )
             if style not in ("bearer", "raw"):
                 raise ConfigurationError(
-                    f"header styles are 'bearer' or 'raw', got {style!r:.40}"
+                    f"header styles are 'bearer' or 'raw', got {style!r:.40} for {prefix!r:.80}"
                 )
         self.audience = normalize_audience(
             self.default_audience if audience is None else audience
@@ -220,7 +257,7 @@ class ClientCredentialsAuth(AuthBase):
         self._slot: Optional[_Slot] = None
         self._flight: SingleFlight[_Slot] = SingleFlight()
         self._next_early_refresh = -math.inf
-        self._adoptions = 0  # how many tokens this object has taken into use
+        self._fetches = 0  # token requests this object has started
         self._origins: dict[str, Any] = {}
         # The hot path's one-entry cache: (origin + "/", style) of an origin with one style.
         self._last_origin: tuple[str, Optional[HeaderStyle]] = ("\0", None)
@@ -311,20 +348,22 @@ class ClientCredentialsAuth(AuthBase):
                 "cannot be replayed; send bytes or a seekable file to get the automatic retry",
                 _origin_of(request.url or ""), sent.fingerprint,
             )
+            self.invalidate(sent)  # the next request must not send the refused token again
             return r
         log.info(
             "401 from %s with token %s: fetching a new token and re-sending once",
             _origin_of(request.url or ""), sent.fingerprint,
         )
         raw = header == sent.access_token
-        adopted_before = self._adoptions
+        fetches_before = self._fetches
         self.invalidate(sent)
         slot = self._refresh_slot(rejected=sent)
         retried = self._resend(r, slot.raw if raw else slot.bearer, position, kwargs)
-        if retried.status_code == 401 and slot.sequence <= adopted_before:
-            # We re-sent with a token that already existed when the 401 came (another
-            # thread's, or a refresh-ahead's), and one revocation may have covered it too.
-            # Only then, one more round with a token fetched after the rejection.
+        if retried.status_code == 401 and slot.fetch <= fetches_before:
+            # The re-send used a token whose request began before this 401 came: another
+            # thread's, a refresh-ahead's, or one from a shared cache (fetch 0), and the
+            # revocation behind the 401 may have covered it too. Only then, one more round,
+            # with a token that is not that one.
             log.info("401 again with token %s: fetching a new token", slot.token.fingerprint)
             self.invalidate(slot.token)
             slot = self._refresh_slot(rejected=slot.token)
@@ -405,20 +444,21 @@ class ClientCredentialsAuth(AuthBase):
             held = self.cache.get(self._key)  # re-check: another thread/process may have won
             if held is not None and self._usable(held, replacing):
                 return self._adopt(held)
+            self._fetches += 1  # only one _obtain runs at a time (the single flight)
+            fetch = self._fetches
             token = self._fetcher.fetch()
             self.cache.set(self._key, token)
-        return self._adopt(token)
+        return self._adopt(token, fetch)
 
     def _usable(self, token: Token, replacing: Optional[Token]) -> bool:
         return not _same(token, replacing) and (
             token.state(self._clock(), self.leeway) is TokenState.FRESH
         )
 
-    def _adopt(self, token: Token) -> _Slot:
+    def _adopt(self, token: Token, fetch: int = 0) -> _Slot:
         hook = functools.partial(self._handle_401, token, 0)
-        self._adoptions += 1
         slot = _Slot(token, token.stale_at(self.leeway), "Bearer " + token.access_token,
-                     token.access_token, hook, self._adoptions)
+                     token.access_token, hook, fetch)
         self._slot = slot
         self._next_early_refresh = -math.inf
         return slot
@@ -447,7 +487,6 @@ class ClientCredentialsAuth(AuthBase):
 
     def _decide(self, origin: str) -> Any:
         """For one origin: '' (do not sign), a style, or (prefix, style, exclusive) to try."""
-        parts = urlsplit(origin)
         key = _origin_key(origin)
         if key is None:
             return ""
@@ -455,7 +494,7 @@ class ClientCredentialsAuth(AuthBase):
         if not self._hosts.allows(host, port):
             log.debug("not signing requests to %s: host not in allowed_hosts", origin)
             return ""
-        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(host)):
+        if not transport_is_safe(origin):
             log.warning(
                 "not sending the token to %s: plain http to a non-loopback host would expose "
                 "it; use https", origin,
@@ -485,7 +524,7 @@ class ClientCredentialsAuth(AuthBase):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         for name in ("_slot", "_flight", "_next_early_refresh", "_origins", "_last_origin",
-                     "_key", "_adoptions"):
+                     "_key", "_fetches"):
             state.pop(name, None)
         return state
 

@@ -32,6 +32,7 @@ from requests_advanced_auth import (
     ClientCredentialsAuth,
     ConfigurationError,
     InvalidClientError,
+    MemoryTokenCache,
     TokenEndpointUnreachableError,
 )
 
@@ -971,6 +972,66 @@ def test_unreplayable_body_is_not_resent_and_one_warning_is_logged(
     [warning] = warnings_of(caplog)
     assert "not re-sent" in warning.getMessage()
     assert api.bodies[1] != b""  # it was sent once, whole
+
+
+def test_a_401_on_an_unreplayable_body_still_drops_the_rejected_token(clock, endpoint, api):
+    """The body cannot be re-sent, but the token was refused: the next request must not
+    send it again (it would be refused until it expires, up to an hour later)."""
+    session = session_with(advanced(clock))
+    session.get(TRANSACTIONS)
+    api.revoked.add(raw(1))
+    assert session.post(TRANSACTIONS, data=UNREPLAYABLE["generator"]()).status_code == 401
+    answer = session.get(TRANSACTIONS)
+    assert answer.status_code == 200
+    assert answer.history == []  # no 401 on the way: the refused token was not sent again
+    assert api.seen[-1] == bearer(2)
+    assert endpoint.requests == 2
+
+
+def test_a_401_after_adopting_a_token_another_auth_stored_gets_one_more_round(
+    clock, endpoint, api
+):
+    """Two auth objects share a cache (as two processes share a FileTokenCache). B stored
+    tok002 before a revocation that also covers it; A, still on tok001, meets the 401,
+    adopts tok002 from the cache, meets a second 401, and needs a token fetched after the
+    rejection: one more round, so the caller gets 200."""
+    cache = MemoryTokenCache()
+    first, second = advanced(clock, cache=cache), advanced(clock, cache=cache)
+    session_with(first).get(TRANSACTIONS)  # tok001, shared
+    second.invalidate(first.get_token())  # B drops tok001 (after a 401 of its own) ...
+    second.get_token()  # ... and stores tok002 in the shared cache
+    api.revoked.update({raw(1), raw(2)})  # one revocation covers both
+    answer = session_with(first).get(TRANSACTIONS)
+    assert answer.status_code == 200
+    assert [r.status_code for r in answer.history] == [401, 401]
+    assert api.seen[-3:] == [bearer(1), bearer(2), bearer(3)]
+    assert endpoint.requests == 3
+
+
+def test_a_token_fetched_after_the_401_that_is_refused_too_ends_the_retries(
+    clock, endpoint, api
+):
+    """If the token fetched because of this 401 is refused as well, that 401 is final: no
+    second round, one token request per refused request."""
+    session = session_with(advanced(clock))
+    session.get(TRANSACTIONS)
+    api.reject_all = True
+    for _ in range(3):
+        answer = session.get(TRANSACTIONS)
+        assert answer.status_code == 401
+        assert [r.status_code for r in answer.history] == [401]
+    assert endpoint.requests == 4  # the first token, then one per refused request
+
+
+def test_reprs_of_the_auth_and_its_parts_never_show_a_token_or_the_secret(clock, endpoint, api):
+    auth = advanced(clock, client_auth="client_secret_basic")
+    session_with(auth).get(TRANSACTIONS)
+    texts = [repr(auth), repr(vars(auth)), repr(auth._slot), repr(vars(auth._fetcher)),
+             str(vars(auth._fetcher)), repr(auth.cache), repr(auth._fetcher)]
+    for text in texts:
+        assert raw(1) not in text
+        assert SECRET not in text
+        assert "s3cr3t" not in text.lower()
 
 
 # == from_env =================================================================================
