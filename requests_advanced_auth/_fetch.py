@@ -9,20 +9,25 @@ only asked to build the body and to parse the answer.
 
 from __future__ import annotations
 
+import base64
+import contextvars
 import hashlib
 import ipaddress
 import json
 import logging
+import math
 import random
+import re
 import time
-from typing import Any, Final, Iterable, Literal, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Final, Iterable, Literal, Mapping, Optional, Sequence, Union
 from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
 import requests
 from oauthlib.oauth2 import BackendApplicationClient
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError, ResponseError
 from urllib3.util.retry import Retry
 
 from ._token import Token, parse_expires_in
@@ -45,6 +50,12 @@ Timeout = Union[float, "tuple[float, float]"]
 DEFAULT_TIMEOUT: Final = (3.05, 10.0)
 #: Retries after the first attempt, for connection errors, timeouts, 429 and 5xx.
 DEFAULT_RETRIES: Final = 3
+#: More retries than this are refused: with the backoff capped at BACKOFF_MAX, 10 retries
+#: already mean minutes of waiting for one token.
+MAX_RETRIES: Final = 10
+#: A token answer is a few hundred bytes; one larger than this is not a token (a proxy's
+#: page, a stream that never ends) and is not read further.
+MAX_TOKEN_ANSWER_BYTES: Final = 1024 * 1024
 #: Backoff before retry n is min(BACKOFF_MAX, BACKOFF_FACTOR * 2 ** (n - 1)) plus up to
 #: BACKOFF_JITTER random seconds, so a fleet that failed together does not retry together.
 BACKOFF_FACTOR: Final = 0.5
@@ -53,8 +64,51 @@ BACKOFF_JITTER: Final = 0.5
 #: A ``Retry-After`` longer than this is not waited for: the error says what the server asked.
 DEFAULT_MAX_RETRY_AFTER: Final = 30.0
 _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
+#: Form fields the token request sets itself; extra_params may not override them.
+_RESERVED_PARAMS: Final = frozenset(
+    {"grant_type", "client_id", "client_secret", "audience", "scope"}
+)
+#: What may travel in an Authorization header: visible ASCII, no spaces (RFC 6750 §2.1's
+#: b64token is narrower still). Anything else would be refused by http.client, with the
+#: whole header, token included, quoted in its error.
+_HEADER_SAFE: Final = re.compile(r"[\x21-\x7e]+")
+_CHUNK: Final = 16384
 
 _sleep = time.sleep  # the only sleeping in the package; tests replace it
+_monotonic = time.monotonic  # the deadline of reading an answer; tests replace it
+
+
+class _Hidden:
+    """A value kept out of ``repr``/``str``: ``vars()`` dumps, debuggers, error reporters."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+    __str__ = __repr__
+
+
+def _seconds(value: Any, *, allow_zero: bool = False) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+
+
+def check_timeout(value: Any, name: str = "timeout") -> Timeout:
+    """A timeout as requests takes it: seconds > 0, or a (connect, read) pair of them."""
+    if _seconds(value):
+        return float(value)
+    if isinstance(value, tuple) and len(value) == 2 and all(_seconds(v) for v in value):
+        return (float(value[0]), float(value[1]))
+    raise ConfigurationError(
+        f"{name} must be a number of seconds > 0 or a (connect, read) pair of them, "
+        f"got {value!r:.60}"
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -75,12 +129,27 @@ def transport_is_safe(url: str) -> bool:
     return scheme == "https" or (scheme == "http" and is_loopback(parts.hostname or ""))
 
 
-def check_token_url(url: str) -> str:
+def check_token_url(url: Any) -> str:
     """Return ``url`` if it may receive the client secret, else raise ConfigurationError."""
-    parts = urlsplit(url)
+    if not isinstance(url, str):
+        raise ConfigurationError(f"token_url must be a str, got {type(url).__name__}")
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+        raise ConfigurationError(
+            f"token_url {url!r:.200} contains whitespace or control characters"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise ConfigurationError(f"token_url {url!r:.200} is not a valid URL: {exc}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(
             f"token_url must be an absolute https:// URL, got {url!r:.200}"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError(
+            "token_url must not carry a user name or password: pass the client id and "
+            "secret as client_id and client_secret"
         )
     if not transport_is_safe(url):
         raise ConfigurationError(
@@ -90,11 +159,18 @@ def check_token_url(url: str) -> str:
     return url
 
 
-def normalize_audience(audience: Union[str, Iterable[str], None]) -> tuple[str, ...]:
+def normalize_audience(audience: Any) -> tuple[str, ...]:
     """Audience items as a tuple; a string is split on single spaces as the provider does."""
     if audience is None:
         return ()
-    items: Sequence[Any] = audience.split(" ") if isinstance(audience, str) else list(audience)
+    if isinstance(audience, str):
+        items: Sequence[Any] = audience.split(" ")
+    elif isinstance(audience, (bytes, bytearray)) or not isinstance(audience, Iterable):
+        raise ConfigurationError(
+            f"audience must be a str or an iterable of str, got {type(audience).__name__}"
+        )
+    else:
+        items = list(audience)
     for item in items:
         if not isinstance(item, str):
             raise ConfigurationError(
@@ -109,13 +185,44 @@ def normalize_audience(audience: Union[str, Iterable[str], None]) -> tuple[str, 
     return tuple(items)
 
 
-def normalize_scope(scope: Union[str, Iterable[str], None]) -> Optional[str]:
+def normalize_scope(scope: Any) -> Optional[str]:
+    """Scopes as one space-separated string (RFC 6749 §3.3), or None for no scope."""
     if scope is None:
         return None
     if isinstance(scope, str):
         return " ".join(scope.split()) or None
-    items = [str(s) for s in scope]
+    if isinstance(scope, (bytes, bytearray)) or not isinstance(scope, Iterable):
+        raise ConfigurationError(
+            f"scope must be a str or an iterable of str, got {type(scope).__name__}"
+        )
+    items = list(scope)
+    for item in items:
+        if not isinstance(item, str) or not item or any(ch.isspace() for ch in item):
+            raise ConfigurationError(
+                f"scope items must be non-empty strings without spaces, got {item!r:.60}"
+            )
     return " ".join(items) or None
+
+
+def check_extra_params(params: Any) -> dict[str, str]:
+    """``extra_params`` as a dict of str to str, without the fields the request sets itself."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise ConfigurationError(
+            f"extra_params must be a mapping of str to str, got {type(params).__name__}"
+        )
+    for key, value in params.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ConfigurationError(
+                f"extra_params must map str to str, got {key!r:.40}: {type(value).__name__}"
+            )
+        if key in _RESERVED_PARAMS:
+            raise ConfigurationError(
+                f"extra_params may not set {key!r}: the token request sets it (use the "
+                "client_id, client_secret, audience and scope options)"
+            )
+    return dict(params)
 
 
 class _TokenRetry(Retry):
@@ -124,6 +231,14 @@ class _TokenRetry(Retry):
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
     jitter: float = BACKOFF_JITTER
     backoff_cap: float = BACKOFF_MAX
+
+    def get_retry_after(self, response: Any) -> Optional[float]:
+        # RFC 9110 §10.2.3: seconds or an HTTP date. Anything else ("abc", "1.5", "-5") is
+        # ignored, as if absent, and the backoff applies: urllib3 would give up instead.
+        try:
+            return super().get_retry_after(response)
+        except InvalidHeader:
+            return None
 
     def new(self, **kw: Any) -> _TokenRetry:
         new = super().new(**kw)
@@ -169,12 +284,39 @@ class _TokenRetry(Retry):
             _sleep(backoff)
 
 
+#: The rest of one fetch's retry budget, while that fetch re-posts after an answer that
+#: broke off: one budget for every kind of failure, so a fetch never makes more than
+#: ``retries + 1`` attempts. A context variable, so concurrent fetches never share it.
+_BUDGET: contextvars.ContextVar[Optional[Retry]] = contextvars.ContextVar(
+    "requests_advanced_auth_retry_budget", default=None
+)
+
+
+class _TokenAdapter(HTTPAdapter):
+    """The token session's adapter: its Retry, or the rest of the current fetch's budget."""
+
+    @property
+    def max_retries(self) -> Retry:
+        return _BUDGET.get() or self._retry
+
+    @max_retries.setter
+    def max_retries(self, value: Retry) -> None:
+        self._retry = value
+
+
 def make_retry(retries: Union[int, Retry], max_retry_after: float) -> Retry:
     """The token session's Retry: an int gives ours, a Retry instance is used as it is."""
     if isinstance(retries, Retry):
         return retries
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigurationError(f"retries must be an int >= 0 or a urllib3 Retry, got {retries!r}")
+    if (
+        isinstance(retries, bool)
+        or not isinstance(retries, int)
+        or not 0 <= retries <= MAX_RETRIES
+    ):
+        raise ConfigurationError(
+            f"retries must be an int from 0 to {MAX_RETRIES} or a urllib3 Retry, "
+            f"got {retries!r:.40}"
+        )
     retry = _TokenRetry(
         total=retries,
         connect=retries,
@@ -196,12 +338,41 @@ def make_retry(retries: Union[int, Retry], max_retry_after: float) -> Retry:
 
 
 def _excerpt(text: str, *secrets: str, limit: int = 80) -> str:
-    """One line of at most ``limit`` characters, with every secret blanked out."""
+    """One line of at most ``limit`` characters, with every secret blanked out.
+
+    Blanked before and after the white space is folded, so a secret with runs of spaces
+    is caught in both spellings.
+    """
+    text = _blank(text, secrets)
+    text = _blank(" ".join(text.split()), secrets)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _blank(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text
+
+
+def _secret_forms(client_id: str, secret: str) -> tuple[str, ...]:
+    """Every spelling of the secret a server may echo: raw, form- and percent-encoded (either
+    case of hex), with white space folded, and inside the HTTP Basic credential."""
+    encoded = {quote_plus(secret), quote(secret, safe="")}
+    forms = {secret, " ".join(secret.split()), *encoded}
+    forms.update(re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), e) for e in encoded)
+    for ident, key in ((client_id, secret), (quote(client_id, safe=""), quote(secret, safe=""))):
+        forms.add(base64.b64encode(f"{ident}:{key}".encode()).decode("ascii"))
+    # Longest first: a form that contains another is blanked whole.
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
+
+
+class _CutShort(Exception):
+    """The answer broke off while its body was being read (a retryable read error)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.cause = cause
 
 
 class TokenFetcher:
@@ -242,27 +413,54 @@ class TokenFetcher:
             raise ConfigurationError(
                 f"audience_encoding must be 'joined' or 'repeated', got {audience_encoding!r:.40}"
             )
+        if not _seconds(max_retry_after, allow_zero=True):
+            raise ConfigurationError(
+                f"max_retry_after must be a number of seconds >= 0, got {max_retry_after!r:.40}"
+            )
+        if proxies is not None and not isinstance(proxies, Mapping):
+            raise ConfigurationError(
+                "proxies must be a mapping like {'https': 'http://proxy:3128'}, "
+                f"got {type(proxies).__name__}"
+            )
+        if verify is not None and not isinstance(verify, (bool, str)):
+            raise ConfigurationError(
+                f"verify must be True, False or the path of a CA bundle, got {verify!r:.40}"
+            )
+        pair = isinstance(cert, tuple) and len(cert) == 2
+        if cert is not None and not (
+            isinstance(cert, str) or (pair and all(isinstance(c, str) for c in cert))
+        ):
+            raise ConfigurationError(
+                "cert must be the path of a client certificate or a (cert, key) pair of "
+                f"paths, got {cert!r:.40}"
+            )
+        if token_session is not None and not isinstance(token_session, requests.Session):
+            raise ConfigurationError(
+                f"token_session must be a requests.Session, got {type(token_session).__name__}"
+            )
+        if not callable(clock):
+            raise ConfigurationError(
+                f"clock must be a callable returning epoch seconds, got {clock!r:.40}"
+            )
         self.client_id = client_id
         self.token_url = check_token_url(token_url)
         self.audience = tuple(audience)
         self.audience_encoding = audience_encoding
         self.scope = scope
-        self.extra_params = dict(extra_params or {})
+        self.extra_params = check_extra_params(extra_params)
         self.client_auth = client_auth
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout)
         self.max_retry_after = float(max_retry_after)
         self._retry = make_retry(retries, self.max_retry_after)
         self._send_options: dict[str, Any] = {
             k: v for k, v in (("verify", verify), ("cert", cert), ("proxies", proxies))
             if v is not None
         }
-        self._secret = client_secret
-        # The secret as a server may echo it back: raw, or form-/percent-encoded from our body.
-        self._hidden = tuple(
-            {client_secret, quote_plus(client_secret), quote(client_secret, safe="")}
-        )
-        self._clock = clock
-        self._body = self._build_body()
+        # Kept out of repr: vars() of this object must not show them.
+        self._secret = _Hidden(client_secret)
+        self._hidden = _Hidden(_secret_forms(client_id, client_secret))
+        self._clock: Callable[[], float] = clock
+        self._body = _Hidden(self._build_body())
         self._own_session = token_session is None
         self._session = token_session if token_session is not None else self._new_session()
 
@@ -285,7 +483,7 @@ class TokenFetcher:
                 body=urlencode(pairs),
                 scope=self.scope,
                 include_client_id=True,
-                client_secret=self._secret,
+                client_secret=self._secret.value,
             )
         else:
             body = client.prepare_request_body(body=urlencode(pairs), scope=self.scope)
@@ -293,7 +491,7 @@ class TokenFetcher:
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(max_retries=self._retry)
+        adapter = _TokenAdapter(max_retries=self._retry)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
@@ -312,68 +510,148 @@ class TokenFetcher:
     def fetch(self) -> Token:
         """Ask the token endpoint for a new token; raise a TokenError subclass on failure."""
         issued_at = self._clock()
+        log.debug("requesting a token from %s for client %s", self.token_url, self.client_id)
+        # urllib3's Retry (on our adapter) covers everything up to the answer's headers; a
+        # body that breaks off after them is retried here, counted by the same Retry and
+        # with its backoff. A session of the caller's decides its own retries.
+        own = self._own_session
+        budget = _BUDGET.set(None)
+        try:
+            while True:
+                response = self._post()
+                try:
+                    with response:
+                        body = self._read(response)
+                    break
+                except _CutShort as cut:
+                    # What urllib3 already spent on this post, plus this failure.
+                    spent = getattr(response.raw, "retries", None) or _BUDGET.get()
+                    left = (spent or self._retry) if own else None
+                    _BUDGET.set(self._after_cut(left, cut, response.status_code))
+        finally:
+            _BUDGET.reset(budget)
+        token = self._parse(response, body, issued_at)
+        lifetime = "?" if token.expires_at is None else f"{token.expires_at - issued_at:.0f}"
+        log.debug(
+            "got token %s from %s, expires in %s s", token.fingerprint, self.token_url, lifetime
+        )
+        return token
+
+    def _post(self) -> requests.Response:
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
         }
         if self.client_auth == "client_secret_basic":
             # RFC 6749 §2.3.1: form-encode id and secret before Basic encoding.
-            basic = requests.auth._basic_auth_str(
-                quote(self.client_id, safe=""), quote(self._secret, safe="")
+            headers["Authorization"] = requests.auth._basic_auth_str(
+                quote(self.client_id, safe=""), quote(self._secret.value, safe="")
             )
-            headers["Authorization"] = basic
-        log.debug("requesting a token from %s for client %s", self.token_url, self.client_id)
         try:
-            response = self._session.post(
+            return self._session.post(
                 self.token_url,
-                data=self._body,
+                data=self._body.value,
                 headers=headers,
                 timeout=self.timeout,
                 allow_redirects=False,  # the body carries the secret: never re-send it elsewhere
+                stream=True,  # read by _read, bounded in size and time
                 **self._send_options,
             )
         except requests.RequestException as exc:
             raise self._unreachable(exc) from _scrubbed(exc)
-        with response:
-            token = self._parse(response, issued_at)
-        log.debug(
-            "got token %s from %s, expires in %s s",
-            token.fingerprint,
-            self.token_url,
-            "?" if token.expires_at is None else round(token.expires_at - issued_at),
+
+    def _read(self, response: requests.Response) -> bytes:
+        """The answer's body, at most MAX_TOKEN_ANSWER_BYTES, within the read timeout.
+
+        The read timeout bounds each wait for data; this also bounds the whole body, so a
+        server that trickles bytes cannot hold the token request (and every thread waiting
+        for it) for longer.
+        """
+        budget = self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
+        deadline = _monotonic() + budget
+        raw = response.raw
+        read = getattr(raw, "read1", None) or raw.read  # read1: what has arrived, no more
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = read(_CHUNK, decode_content=True)
+            except (Urllib3Error, OSError) as exc:
+                raise _CutShort(exc) from exc
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > MAX_TOKEN_ANSWER_BYTES:
+                raise TokenResponseError(
+                    f"token endpoint {self.token_url} answered {response.status_code} with "
+                    f"{self._content_type(response)} larger than {MAX_TOKEN_ANSWER_BYTES} "
+                    "bytes: not a token answer; it was not read further",
+                    token_url=self.token_url,
+                    status_code=response.status_code,
+                    content_type=self._content_type(response),
+                )
+            chunks.append(chunk)
+            if _monotonic() > deadline:
+                raise TokenEndpointUnreachableError(
+                    f"token endpoint {self.token_url} answered {response.status_code} but "
+                    f"did not finish its answer within the read timeout ({budget:g} s)",
+                    token_url=self.token_url,
+                    status_code=response.status_code,
+                )
+
+    def _after_cut(
+        self, retry: Optional[Retry], cut: _CutShort, status: int
+    ) -> Retry:
+        """Count a broken-off answer against ``retry`` and wait its backoff, or give up."""
+        error = TokenEndpointUnreachableError(
+            f"could not reach the token endpoint {self.token_url}: it answered {status}, but "
+            f"the answer was cut short ({_excerpt(str(cut), *self._hidden.value, limit=200)})",
+            token_url=self.token_url,
         )
-        return token
+        if retry is None:
+            raise error from cut.cause
+        try:
+            cause = cut.cause if isinstance(cut.cause, Urllib3Error) else ProtocolError(cut.cause)
+            retry = retry.increment(method="POST", url=self.token_url, error=cause)
+        except (MaxRetryError, Urllib3Error, OSError):  # out of retries, or POST not retried
+            raise error from cut.cause
+        retry.sleep()
+        return retry
 
     def _unreachable(self, exc: requests.RequestException) -> TokenEndpointUnreachableError:
-        reason = _excerpt(str(exc), *self._hidden, limit=300)
+        reason = _excerpt(str(exc), *self._hidden.value, limit=300)
         return TokenEndpointUnreachableError(
             f"could not reach the token endpoint {self.token_url}: "
             f"{type(exc).__name__}: {reason}",
             token_url=self.token_url,
         )
 
-    def _parse(self, response: requests.Response, issued_at: float) -> Token:
-        status = response.status_code
+    def _content_type(self, response: requests.Response) -> str:
         ctype = response.headers.get("Content-Type", "") or "no content type"
+        return _excerpt(ctype, *self._hidden.value, limit=80)
+
+    def _parse(self, response: requests.Response, body: bytes, issued_at: float) -> Token:
+        status = response.status_code
+        ctype = self._content_type(response)
         url = self.token_url
         if 300 <= status < 400:
-            where = response.headers.get("Location", "nowhere")
+            where = _excerpt(response.headers.get("Location", "nowhere"), *self._hidden.value)
             raise TokenResponseError(
-                f"token endpoint {url} answered {status}, a redirect to {_excerpt(where)}; it "
-                "was not followed because the request carries the client secret. Set "
-                "token_url to the final URL",
+                f"token endpoint {url} answered {status}, a redirect to {where}; it was not "
+                "followed because the request carries the client secret. Set token_url to "
+                "the final URL",
                 token_url=url,
                 status_code=status,
                 content_type=ctype,
             )
         try:
-            data = json.loads(response.content)
-        except ValueError:
+            data = json.loads(body)
+        except (ValueError, RecursionError):
             data = None
         if status in _RETRY_STATUSES:
             # Overloaded or failing, whatever the body says (Hydra's 503 carries an RFC 6749
             # "temporarily_unavailable" body): the same outcome as no answer at all.
-            retry_after = self._retry.get_retry_after(response.raw) if response.raw else None
+            retry_after = _retry_after(response)
             if retry_after is not None and retry_after > self.max_retry_after:
                 why = (
                     f"and asked to retry after {retry_after:g} s, more than max_retry_after="
@@ -383,7 +661,7 @@ class TokenFetcher:
                 why = "even after retries with backoff"
             if isinstance(data, dict) and isinstance(data.get("error"), str):
                 said = _excerpt(f"{data['error']}: {data.get('error_description') or ''}",
-                                *self._hidden, limit=120)
+                                *self._hidden.value, limit=120)
                 why = f"({said}) {why}"
             raise TokenEndpointUnreachableError(
                 f"token endpoint {url} answered {status} {why}",
@@ -395,9 +673,10 @@ class TokenFetcher:
             raise self._oauth_error(data, status)
         if status != 200 or not isinstance(data, dict):
             what = "JSON" if data is not None else "no JSON"
+            text = body.decode(response.encoding or "utf-8", "replace")
             raise TokenResponseError(
                 f"token endpoint {url} answered {status} with {ctype} ({what}) instead of a "
-                f"JSON token; {_describe(data, response.text, self._hidden)}",
+                f"JSON token; {_describe(data, text, self._hidden.value)}",
                 token_url=url,
                 status_code=status,
                 content_type=ctype,
@@ -419,8 +698,8 @@ class TokenFetcher:
             description = ""
         cls = InvalidClientError if error == "invalid_client" else OAuthError
         return cls(
-            _excerpt(error or "unknown_error", *self._hidden, limit=60),
-            _excerpt(description, *self._hidden, limit=300),
+            _excerpt(error or "unknown_error", *self._hidden.value, limit=60),
+            _excerpt(description, *self._hidden.value, limit=300),
             token_url=self.token_url,
             status_code=status,
         )
@@ -441,6 +720,11 @@ class TokenFetcher:
         access_token = data.get("access_token")
         if not isinstance(access_token, str) or not access_token.strip():
             raise unusable("without a usable access_token (missing, empty or not a string)")
+        if not _HEADER_SAFE.fullmatch(access_token):
+            raise unusable(
+                "the access_token cannot be sent in an HTTP header: it holds spaces, control "
+                "characters or non-ASCII characters"
+            )
         token_type = data.get("token_type")
         if token_type is None:
             token_type = "bearer"  # RFC 6749 requires it; a missing one is taken as bearer
@@ -458,6 +742,9 @@ class TokenFetcher:
         normalized = dict(data)
         normalized.pop("expires_in", None)
         scope = data.get("scope")
+        if not isinstance(scope, str):  # RFC 6749 §3.3 says a string; anything else: none
+            normalized.pop("scope", None)
+            scope = None
         try:
             BackendApplicationClient(self.client_id).parse_request_body_response(
                 json.dumps(normalized), scope=self.scope
@@ -468,12 +755,14 @@ class TokenFetcher:
             del changed
         except OAuth2Error as exc:  # pragma: no cover - checked above
             raise unusable(exc.description or exc.error or "oauthlib rejected it") from None
+        except (ValueError, TypeError, AttributeError):  # pragma: no cover - oauthlib's own
+            raise unusable("oauthlib could not read it") from None
         return Token.issued(
             access_token,
             issued_at=issued_at,
             expires_in=expires_in,
             token_type="bearer",
-            scope=scope if isinstance(scope, str) else None,
+            scope=scope,
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -508,6 +797,14 @@ def _describe(data: Any, text: str, hidden: Sequence[str]) -> str:
     if data is not None:
         return f"it is a JSON {type(data).__name__}"
     return f"it starts: {_excerpt(text, *hidden)!r}"
+
+
+def _retry_after(response: requests.Response) -> Optional[float]:
+    """The answer's ``Retry-After`` in seconds; None when absent or unreadable."""
+    try:
+        return Retry().get_retry_after(response.raw) if response.raw else None
+    except InvalidHeader:
+        return None
 
 
 def _scrubbed(exc: requests.RequestException) -> requests.RequestException:

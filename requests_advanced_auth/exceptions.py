@@ -151,7 +151,10 @@ class TokenResponseError(TokenError):
 class TokenEndpointUnreachableError(TokenError):
     """No token answer: connection failed, timed out, or 5xx/429 persisted through retries."""
 
-    hint = "check the network, proxies and token_url; the request was retried with backoff"
+    hint = (
+        "check the network, proxies and token_url; the token request was retried with "
+        "backoff as far as the retries option allows"
+    )
 
     def __init__(
         self,

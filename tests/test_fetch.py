@@ -12,9 +12,11 @@ Two mock layers:
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import json
 import logging
+import re
 import socket
 import traceback
 import warnings
@@ -35,6 +37,7 @@ from requests_advanced_auth import (
     OAuthError,
     TokenEndpointUnreachableError,
     TokenResponseError,
+    TokenState,
     _fetch,
 )
 from requests_advanced_auth._fetch import (
@@ -132,11 +135,15 @@ class Wire:
         if isinstance(outcome, BaseException):
             raise outcome
         status, response_headers, payload = outcome
-        if not isinstance(payload, bytes):
-            payload = json.dumps(payload).encode()
-            response_headers = {"Content-Type": "application/json", **response_headers}
+        if isinstance(payload, io.RawIOBase):  # a body that misbehaves while it is read
+            body = io.BufferedReader(payload, buffer_size=len(payload.chunks[0]))
+        else:
+            if not isinstance(payload, bytes):
+                payload = json.dumps(payload).encode()
+                response_headers = {"Content-Type": "application/json", **response_headers}
+            body = io.BytesIO(payload)
         return urllib3.HTTPResponse(
-            body=io.BytesIO(payload),
+            body=body,
             headers=response_headers,
             status=status,
             preload_content=False,
@@ -937,3 +944,246 @@ def test_debug_logs_of_a_fetch_show_the_fingerprint_not_the_token(requests_mock,
     messages = [r.getMessage() for r in caplog.records if r.name == "requests_advanced_auth"]
     assert any(token.fingerprint in m for m in messages)
     assert all(TOKEN not in m and SECRET not in m for m in messages)
+
+
+# == hostile or broken answers and options ====================================================
+
+
+class _Body(io.RawIOBase):
+    """A response body that yields ``chunks`` one read at a time, then raises ``end``
+    (or, with ``forever``, repeats the last chunk without end). ``on_read`` runs per read."""
+
+    def __init__(self, chunks, end=None, forever=False, on_read=None):
+        self.chunks = list(chunks)
+        self.end = end
+        self.forever = forever
+        self.on_read = on_read
+        self.reads = 0
+        self.served = 0  # bytes handed out
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        self.reads += 1
+        if self.on_read is not None:
+            self.on_read()
+        if not self.chunks:
+            if self.end is not None:
+                raise self.end
+            return 0
+        chunk = self.chunks[0] if self.forever else self.chunks.pop(0)
+        n = min(len(buffer), len(chunk))
+        buffer[:n] = chunk[:n]
+        self.served += n
+        if n < len(chunk) and not self.forever:
+            self.chunks.insert(0, chunk[n:])
+        return n
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["TOKV\r\nX-Injected: 1", "TOKV\nnext", "TOKV with space", "TOKV\x00nul", "TOKV€uro",
+     "TOKV\ttab"],
+    ids=["crlf", "lf", "space", "nul", "non-ascii", "tab"],
+)
+def test_an_access_token_that_cannot_travel_in_a_header_is_unusable(requests_mock, clock, value):
+    requests_mock.post(IDP_URL, json=answer(access_token=value))
+    auth = make_auth(clock=clock)
+    for _ in range(2):  # not cached: each attempt asks again
+        with pytest.raises(TokenResponseError, match="cannot be sent in an HTTP header") as info:
+            auth.get_token()
+        assert "TOKV" not in str(info.value)
+    assert requests_mock.call_count == 2
+
+
+def test_a_secret_in_a_redirect_location_is_blanked(requests_mock, clock):
+    requests_mock.post(IDP_URL, status_code=302, headers={
+        "Location": f"https://sso.example/login?client_secret={quote_plus(SECRET)}&x=1"})
+    with pytest.raises(TokenResponseError) as info:
+        make_auth(clock=clock).get_token()
+    assert "https://sso.example/login" in str(info.value)
+    assert_no_secret_anywhere(info.value)
+
+
+def test_a_secret_in_the_content_type_is_blanked(requests_mock, clock):
+    requests_mock.post(IDP_URL, status_code=200, text="<html>",
+                       headers={"Content-Type": f"text/html; echo={SECRET}"})
+    with pytest.raises(TokenResponseError) as info:
+        make_auth(clock=clock).get_token()
+    assert "text/html" in str(info.value)
+    assert_no_secret_anywhere(info.value)
+
+
+def test_a_secret_echoed_with_lower_case_percent_escapes_is_blanked(requests_mock, clock):
+    lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote(ODD_SECRET, safe=""))
+    assert lower != quote(ODD_SECRET, safe="")
+    requests_mock.post(IDP_URL, status_code=400, headers=JSON,
+                       json={"error": "invalid_request", "error_description": f"got {lower}"})
+    with pytest.raises(OAuthError) as info:
+        make_auth(client_secret=ODD_SECRET, clock=clock).get_token()
+    assert lower not in str(info.value)
+    assert_no_secret_anywhere(info.value, ODD_SECRET)
+
+
+def test_an_echoed_basic_credential_is_blanked(requests_mock, clock):
+    basic = base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()
+    requests_mock.post(IDP_URL, status_code=400, headers=JSON, json={
+        "error": "invalid_request", "error_description": f"bad header Basic {basic}"})
+    with pytest.raises(OAuthError) as info:
+        make_auth(client_auth="client_secret_basic", clock=clock).get_token()
+    assert basic not in str(info.value)
+    assert_no_secret_anywhere(info.value)
+
+
+def test_a_secret_echoed_with_its_spaces_folded_is_blanked(requests_mock, clock):
+    secret = "two  spaces\tand  tabs"
+    requests_mock.post(IDP_URL, status_code=200, headers={"Content-Type": "text/plain"},
+                       text=f"echo: {' '.join(secret.split())} and {secret}")
+    with pytest.raises(TokenResponseError) as info:
+        make_auth(client_secret=secret, clock=clock).get_token()
+    assert " ".join(secret.split()) not in str(info.value)
+
+
+def test_an_endless_token_answer_is_cut_at_the_size_limit(wire, waits):
+    body = _Body([b"x" * 65536], forever=True)
+    wire((200, JSON, body))
+    with pytest.raises(TokenResponseError, match="larger than") as info:
+        make_auth(retries=0).get_token()
+    assert body.served <= _fetch.MAX_TOKEN_ANSWER_BYTES + 2 * 65536  # read no further
+    assert info.value.status_code == 200
+
+
+def test_a_trickling_token_answer_is_cut_after_the_read_timeout(wire, waits, monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(_fetch, "_monotonic", lambda: now[0])
+
+    def one_second_per_byte():
+        now[0] += 1.0
+
+    body = _Body([b"{"] * 100, on_read=one_second_per_byte)
+    wire((200, JSON, body))
+    with pytest.raises(TokenEndpointUnreachableError, match="did not finish its answer") as info:
+        make_auth(retries=0, timeout=(1, 5)).get_token()
+    assert body.reads <= 7  # about 5 s of reads, not 100
+    assert info.value.status_code == 200
+
+
+def test_a_connection_reset_after_the_answer_began_is_retried(wire, waits):
+    cut = _Body([b'{"access_token": "tok'], end=ConnectionResetError(104, "reset by peer"))
+    stub = wire((200, JSON, cut), OK)
+    assert make_auth(retries=2).get_token().access_token == TOKEN
+    assert len(stub.attempts) == 2
+    assert len(waits) == 1  # the backoff, as for any retried failure
+
+
+def test_an_answer_cut_short_every_time_is_unreachable_after_the_retries(wire, waits):
+    stub = wire(*[
+        (200, JSON, _Body([b'{"acc'], end=ConnectionResetError(104, "reset"))) for _ in range(3)
+    ])
+    with pytest.raises(TokenEndpointUnreachableError) as info:
+        make_auth(retries=2).get_token()
+    assert len(stub.attempts) == 3
+    assert "answer was cut short" in str(info.value)
+    assert info.value.__cause__ is not None
+    assert_no_secret_anywhere(info.value)
+
+
+def test_a_gzip_encoded_token_answer_is_decoded(wire):
+    payload = gzip.compress(json.dumps(answer()).encode())
+    wire((200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, payload))
+    assert make_auth().get_token().access_token == TOKEN
+
+
+def test_every_kind_of_failure_draws_on_one_retry_budget(wire, waits):
+    """A 503 (retried by urllib3), a cut answer (retried by us), a 503 again: with
+    retries=2 that is the third and last attempt; the success waiting behind is never asked."""
+    cut = _Body([b'{"acc'], end=ConnectionResetError(104, "reset"))
+    stub = wire((503, {}, b"busy"), (200, JSON, cut), (503, {}, b"busy"), OK)
+    with pytest.raises(TokenEndpointUnreachableError):
+        make_auth(retries=2).get_token()
+    assert len(stub.attempts) == 3
+    assert stub.outcomes == [OK]
+    assert len(waits) == 2
+
+
+def test_a_cut_answer_with_a_users_retry_that_does_not_retry_post_is_still_our_error(
+    wire, waits
+):
+    stub = wire((200, JSON, _Body([b'{"acc'], end=ConnectionResetError(104, "reset"))))
+    with pytest.raises(TokenEndpointUnreachableError, match="cut short"):
+        make_auth(retries=urllib3.util.Retry(total=3)).get_token()  # POST not in its methods
+    assert len(stub.attempts) == 1
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "1.5", "1e10", ""])
+def test_an_unparsable_retry_after_is_ignored_and_the_backoff_used(wire, waits, value):
+    stub = wire((429, {"Retry-After": value}, b"slow down"), OK)
+    assert make_auth(retries=2).get_token().access_token == TOKEN
+    assert len(stub.attempts) == 2
+    assert len(waits) == 1
+    assert BACKOFF_FACTOR <= waits[0] <= BACKOFF_FACTOR + BACKOFF_JITTER
+
+
+@pytest.mark.parametrize(
+    ("literal", "expired"),
+    [("-1e999", True), ("1e999", False), ("9" * 400, False), ("-" + "9" * 400, True)],
+    ids=["-inf", "inf", "huge", "-huge"],
+)
+def test_extreme_expires_in_values_never_crash(requests_mock, clock, caplog, literal, expired):
+    caplog.set_level(logging.DEBUG, logger="requests_advanced_auth")
+    body = json.dumps(answer()).replace('"expires_in": 3600', f'"expires_in": {literal}')
+    requests_mock.post(IDP_URL, text=body, headers=JSON)
+    token = make_auth(clock=clock).get_token()
+    assert token.access_token == TOKEN
+    assert (token.state(clock(), 0) is TokenState.EXPIRED) == expired
+
+
+@pytest.mark.parametrize("scope", [123, {"a": 1}, ["read"], True])
+def test_a_scope_that_is_not_a_string_is_ignored(requests_mock, clock, scope):
+    requests_mock.post(IDP_URL, json=answer(scope=scope))
+    token = make_auth(scope="read", clock=clock).get_token()
+    assert token.access_token == TOKEN
+    assert token.scope is None
+
+
+BAD_OPTIONS = [
+    ("timeout", None), ("timeout", -1), ("timeout", 0), ("timeout", "abc"), ("timeout", (1,)),
+    ("timeout", (1, 2, 3)), ("timeout", float("nan")), ("timeout", float("inf")),
+    ("timeout", True), ("timeout", (1, -1)),
+    ("max_retry_after", float("nan")), ("max_retry_after", float("inf")),
+    ("max_retry_after", -1), ("max_retry_after", "abc"), ("max_retry_after", None),
+    ("retries", 10**9), ("retries", 1.5),
+    ("cache", "x"), ("cache", {}), ("cache", 123),
+    ("proxies", "x"), ("proxies", ["http://proxy"]),
+    ("token_session", "x"), ("clock", None), ("clock", 1.0),
+    ("header_styles", 123), ("header_styles", "bearer"), ("header_styles", {1: "raw"}),
+    ("allowed_hosts", 123), ("allowed_hosts", [123]), ("allowed_hosts", ["::1"]),
+    ("audience", 123), ("audience", [b"api"]),
+    ("scope", 123), ("scope", b"x"), ("scope", [None]),
+    ("extra_params", "abc"), ("extra_params", {"client_secret": "x"}),
+    ("extra_params", {"grant_type": "password"}), ("extra_params", {"audience": "x"}),
+    ("extra_params", {"n": 1}),
+    ("token_url", 123), ("token_url", "https://[::1/t"), ("token_url", "https://h.example:99999/t"),
+    ("token_url", "https://user:pw@h.example/t"), ("token_url", "https://h.example/t\n"),
+    ("token_url", "https://h .example/t"),
+    ("leeway", True), ("verify", 1), ("cert", 5),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), BAD_OPTIONS,
+                         ids=[f"{o}={v!r:.20}" for o, v in BAD_OPTIONS])
+def test_every_bad_option_is_a_configuration_error_naming_it(option, value):
+    with pytest.raises(ConfigurationError) as info:
+        make_auth(**{option: value})
+    message = str(info.value)
+    assert option in message
+    assert SECRET not in message
+
+
+def test_an_ipv6_host_without_brackets_gets_a_hint():
+    with pytest.raises(ConfigurationError, match=r"\[::1\]"):
+        make_auth(allowed_hosts=["::1"])
