@@ -4,7 +4,9 @@ Rules:
 
 * The file is only ever replaced whole: a temp file in the same directory is written, fsynced
   and ``os.replace``-d over it, so readers see the old or the new content, never half of one.
-  The temp file is created 0600 (``mkstemp``); a directory we create is 0700.
+  The temp file is created 0600 (``mkstemp``); every directory level we create is 0700.
+  An existing directory the caller named is theirs: never chmodded, but if others may write
+  to it (group- or world-writable, not sticky) one warning says they can replace the file.
 * The cache file is never followed through a symbolic link: a symlink (or a directory, or any
   other non-regular file) in its place is refused with a warning and left alone, and reads
   open the file with ``O_NOFOLLOW`` where the platform has it.
@@ -148,12 +150,7 @@ class FileTokenCache:
         # Our own directory (the default one) is kept at 0700 even if it already existed;
         # a directory the caller names is theirs, and only created 0700 if missing.
         self._tighten = path is None
-        if path is None:
-            path = default_path()
-        elif not isinstance(path, (str, os.PathLike)):
-            raise ConfigurationError(
-                f"path must be a str or os.PathLike, got {type(path).__name__}"
-            )
+        path = default_path() if path is None else _checked_path(path)
         lock_timeout = checked_lock_timeout(lock_timeout)
         self.path = Path(os.path.abspath(os.fspath(path)))
         self.lock_timeout = lock_timeout
@@ -168,6 +165,7 @@ class FileTokenCache:
         # (signature, tokens) replaced as a whole; read without a lock.
         self._state: tuple[Optional[_Signature], dict[str, Token]] = (None, {})
         self._warned: set[tuple[object, ...]] = set()
+        self._directory_checked = False
 
     # -- TokenCache -------------------------------------------------------------------------
 
@@ -259,6 +257,7 @@ class FileTokenCache:
         )
 
     def _read(self) -> tuple[_Signature, dict[str, Token]]:
+        self._check_directory()
         try:
             st = os.lstat(self.path)
         except FileNotFoundError:
@@ -292,7 +291,7 @@ class FileTokenCache:
     def _parse(self, raw: bytes, signature: _Signature) -> dict[str, Token]:
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # [[[[...]]]] recurses
             # The message says nothing of the content: it may hold tokens.
             raise _Unusable("it is not valid JSON (corrupt or truncated)", signature) from None
         if (
@@ -395,10 +394,25 @@ class FileTokenCache:
     def _ensure_directory(self) -> None:
         directory = self.path.parent
         if not directory.is_dir():
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with contextlib.suppress(OSError):
-                os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
-        elif self._tighten:
+            _make_private_directories(directory)
+            self._directory_checked = True  # ours, 0700
+        else:
+            self._check_directory()
+
+    def _check_directory(self) -> None:
+        """Once per instance, if it exists: tighten our default directory to 0700, or warn
+        about a directory the caller named where others can replace the file."""
+        if self._directory_checked:
+            return
+        directory = self.path.parent
+        try:
+            st = os.stat(directory)
+        except OSError:
+            return  # missing (created 0700 on the first write) or unusable (reported then)
+        self._directory_checked = True
+        if not stat.S_ISDIR(st.st_mode) or os.name != "posix":
+            return  # Windows: the profile's ACLs, not mode bits, protect the file
+        if self._tighten:
             with contextlib.suppress(OSError):
                 st = os.lstat(directory)
                 if (
@@ -407,7 +421,14 @@ class FileTokenCache:
                     and st.st_uid == getattr(os, "getuid", lambda: st.st_uid)()
                 ):
                     os.chmod(directory, 0o700)
-        self._tighten = False  # checked once per instance
+        elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+            # Not ours to chmod; with the sticky bit (/tmp) others cannot rename over it.
+            log.warning(
+                "the token cache directory %s is writable by others (mode %03o): they can "
+                "replace the token file there; use a private directory (mode 0700) for the "
+                "token cache",
+                directory, stat.S_IMODE(st.st_mode),
+            )
 
     # -- locking ----------------------------------------------------------------------------
 
@@ -512,6 +533,44 @@ def _rebuild(
     path: str, lock_timeout: float, clock: Optional[Callable[[], float]]
 ) -> FileTokenCache:
     return FileTokenCache(path, lock_timeout=lock_timeout, clock=clock or time.time)
+
+
+def _checked_path(path: object) -> Union[str, os.PathLike[str]]:
+    """The caller's ``path`` if it can name a file, else ConfigurationError."""
+    example = "for example /var/cache/myjob/tokens.json, or None for the default"
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigurationError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise ConfigurationError(f"path must be a str path, got {type(text).__name__}; {example}")
+    if not text:
+        raise ConfigurationError(f"path must name the cache file, got an empty string; {example}")
+    if "\0" in text:
+        raise ConfigurationError(
+            f"path must not contain a NUL character (\\0), got {text!r}; {example}"
+        )
+    if text.endswith(("/", os.sep)):
+        raise ConfigurationError(
+            f"path must name the cache file, not a directory, got {text!r}: add a file name, "
+            f"{example}"
+        )
+    return path
+
+
+def _make_private_directories(directory: Path) -> None:
+    """``mkdir -p`` where every level created is 0700 (``Path.mkdir(parents=True)`` gives the
+    parents the umask's default mode); levels that already exist are left as they are."""
+    missing: list[Path] = []
+    while not directory.is_dir() and directory.parent != directory:
+        missing.append(directory)
+        directory = directory.parent
+    for level in reversed(missing):
+        try:
+            os.mkdir(level, 0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process; a file there fails the next step
+        with contextlib.suppress(OSError):
+            os.chmod(level, 0o700)  # mkdir's mode is filtered by the umask
 
 
 def _os_problem(exc: OSError) -> tuple[object, ...]:

@@ -22,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -121,6 +122,13 @@ class RedisTokenCache:
             raise ConfigurationError(
                 f"client must be a redis.Redis, got {type(client).__name__}"
             )
+        if _is_asyncio(client):
+            kind = f"{type(client).__module__}.{type(client).__qualname__}"
+            raise ConfigurationError(
+                f"client must be a synchronous redis.Redis, got the asyncio client {kind}: "
+                "requests signs each request synchronously; create the client with "
+                "redis.Redis(...) instead of redis.asyncio.Redis(...)"
+            )
         if not isinstance(prefix, str):
             raise ConfigurationError(f"prefix must be a str, got {type(prefix).__name__}")
         self.client = client
@@ -154,7 +162,8 @@ class RedisTokenCache:
             if not isinstance(data, dict):
                 raise TypeError
             return Token.from_dict(data)
-        except (UnicodeDecodeError, KeyError, TypeError, ValueError):
+        except (UnicodeDecodeError, KeyError, TypeError, ValueError, RecursionError):
+            # RecursionError: json.loads on deeply nested JSON ([[[[...]]]]).
             # Nothing of the value is logged: it may hold a token.
             if self._warned_value != (key, len(raw)):
                 self._warned_value = (key, len(raw))
@@ -316,6 +325,14 @@ class RedisTokenCache:
             _rebuild,
             (pool.connection_class, settings, self.prefix, self.lock_timeout, clock),
         )
+
+
+def _is_asyncio(client: Any) -> bool:
+    """redis.asyncio's clients (Redis, RedisCluster, ...) or any whose commands are coroutines:
+    their ``get`` returns a coroutine, which would fail much later as a TypeError."""
+    if type(client).__module__.split(".")[:2] == ["redis", "asyncio"]:
+        return True
+    return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
 
 
 def _connection_kwargs(client: Any) -> dict[str, Any]:

@@ -7,7 +7,9 @@ Rules (pure: no I/O, no locks, never imports requests):
 * A token's own ``expires_in`` decides its expiry; nothing is inherited from an earlier token.
   No ``expires_in`` means "unknown": the token stays FRESH until the API answers 401.
   ``expires_in <= 0`` means the token is EXPIRED at once (it still serves the request that
-  fetched it). A lifetime above ``MAX_LIFETIME`` is capped.
+  fetched it). A lifetime above ``MAX_LIFETIME`` is capped, and one below ``-MAX_LIFETIME``
+  raised to it, so ``expires_at`` is always finite (``expires_in`` may be +/-inf: a number too
+  large for a float counts as infinite). Non-finite times read back from a cache are foreign.
 * With ``margin = min(leeway, lifetime * MAX_LEEWAY_FRACTION)`` a token is
   FRESH until ``expires_at - margin``, then STALE (still sent, while one caller fetches the
   next token) until ``expires_at - margin * EXPIRY_FRACTION``, then EXPIRED (callers wait for
@@ -58,7 +60,8 @@ def parse_expires_in(value: Any) -> Optional[float]:
     """Read ``expires_in`` as sent by a server: int, float or numeric string.
 
     Returns None when absent (``None``); raises ValueError for anything non-numeric,
-    booleans and NaN. Other values come back as they are: :meth:`Token.issued` caps them.
+    booleans and NaN. Other values come back as they are, an integer too large for a float as
+    +/-inf (as ``"1e400"`` already is): :meth:`Token.issued` caps them.
     """
     if value is None:
         return None
@@ -66,6 +69,9 @@ def parse_expires_in(value: Any) -> Optional[float]:
         raise ValueError(f"expires_in must be a number of seconds, got {type(value).__name__}")
     try:
         seconds = float(value)
+    except OverflowError:
+        assert isinstance(value, int)  # float("9" * 400) is inf already; only an int overflows
+        seconds = math.inf if value > 0 else -math.inf
     except ValueError:
         raise ValueError(f"expires_in must be a number of seconds, got {value!r:.40}") from None
     if math.isnan(seconds):
@@ -100,7 +106,10 @@ class Token:
         """A token issued at ``issued_at`` that lives ``expires_in`` seconds (None: unknown)."""
         expires_at = None
         if expires_in is not None:
-            expires_at = issued_at + min(expires_in, MAX_LIFETIME)
+            if math.isnan(expires_in):
+                raise ValueError("expires_in must be a number of seconds, got NaN")
+            # Clamped both ways: an infinite expires_at would not survive JSON or a Redis TTL.
+            expires_at = issued_at + min(max(expires_in, -MAX_LIFETIME), MAX_LIFETIME)
         return cls(access_token, issued_at, expires_at, token_type, scope)
 
     def _margin(self, leeway: float) -> float:
@@ -140,18 +149,31 @@ class Token:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Token:
-        """The inverse of :meth:`to_dict`; raises ValueError or TypeError on foreign data."""
+        """The inverse of :meth:`to_dict`; raises ValueError (or KeyError, TypeError) on
+        foreign data, which includes NaN or infinite times (they would keep a token FRESH
+        forever)."""
         access_token = data["access_token"]
         if not isinstance(access_token, str) or not access_token:
             raise ValueError("access_token must be a non-empty string")
         expires_at = data.get("expires_at")
         if expires_at is not None:
-            expires_at = float(expires_at)
+            expires_at = _finite_time(expires_at, "expires_at")
         scope = data.get("scope")
         return cls(
             access_token,
-            float(data["issued_at"]),
+            _finite_time(data["issued_at"], "issued_at"),
             expires_at,
             str(data.get("token_type") or "bearer"),
             None if scope is None else str(scope),
         )
+
+
+def _finite_time(value: Any, name: str) -> float:
+    """A stored time as a finite float; ValueError (never quoting the value) otherwise."""
+    try:
+        seconds = float(value)
+    except (OverflowError, TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds):
+        raise ValueError(f"{name} must be a finite number of epoch seconds")
+    return seconds

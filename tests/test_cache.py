@@ -74,6 +74,24 @@ def test_memory_cache_repr_shows_no_token():
     assert "keys=1" in repr(cache)
 
 
+def test_no_repr_in_the_token_and_cache_modules_shows_a_token(tmp_path, leak_guard):
+    from requests_advanced_auth._filecache import CacheEntry, FileTokenCache
+
+    secret = "tok-never-in-any-repr"
+    leak_guard.watch(secret)
+    held = token(secret)
+    memory, flight = MemoryTokenCache(), SingleFlight()
+    memory.set("k", held)
+    flight.run(lambda: held)
+    files = FileTokenCache(tmp_path / "tokens.json", clock=lambda: 1000.0)
+    files.set("k", held)
+    entry = CacheEntry("k", held.fingerprint, 1.0)
+    objects = [held, memory, flight, files, *files.entries(), entry]
+    for shown in objects:
+        assert secret not in repr(shown)
+        assert secret not in str(shown)
+
+
 @pytest.mark.parametrize(
     "duplicate",
     [lambda c: pickle.loads(pickle.dumps(c)), copy.deepcopy, copy.copy],  # noqa: S301

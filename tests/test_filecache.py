@@ -8,6 +8,7 @@ import os
 import pickle
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -166,6 +167,22 @@ def test_path_must_be_a_string_or_path(path):
         FileTokenCache(42)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ("a\0b", "NUL"),
+        (Path("cache\0dir") / "tokens.json", "NUL"),
+        ("", "empty"),
+        (f"cache{os.sep}", "directory"),
+    ],
+    ids=["NUL in a str", "NUL in a Path", "empty", "trailing separator"],
+)
+def test_a_path_that_cannot_name_a_file_is_a_configuration_error(bad, problem):
+    with pytest.raises(ConfigurationError, match=problem) as info:
+        FileTokenCache(bad)
+    assert "tokens.json" in str(info.value)  # says how to fix it
+
+
 @pytest.mark.parametrize("missing", ["filelock", "platformdirs"])
 def test_without_the_file_extra_the_error_says_what_to_install(monkeypatch, missing):
     monkeypatch.setitem(sys.modules, missing, None)  # makes `import missing` fail
@@ -177,8 +194,11 @@ def test_without_the_file_extra_the_error_says_what_to_install(monkeypatch, miss
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
-def test_file_is_0600_and_new_directory_0700_even_with_a_permissive_umask(tmp_path, leak_guard):
+def test_file_is_0600_and_every_new_directory_0700_even_with_a_permissive_umask(
+    tmp_path, leak_guard
+):
     leak_guard.watch("tok-private")
+    os.chmod(tmp_path, 0o755)  # noqa: S103
     path = tmp_path / "new" / "dir" / "tokens.json"
     old = os.umask(0)
     try:
@@ -189,6 +209,8 @@ def test_file_is_0600_and_new_directory_0700_even_with_a_permissive_umask(tmp_pa
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700  # intermediate too
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755  # one that existed is left alone
     assert stat.S_IMODE(path.with_name("tokens.json.lock").stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -232,13 +254,53 @@ def test_an_existing_default_directory_with_loose_permissions_is_tightened_to_07
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
-def test_a_directory_the_user_named_is_not_chmodded(tmp_path, clock, leak_guard):
+def test_a_directory_the_user_named_is_not_chmodded(tmp_path, clock, caplog, leak_guard):
     leak_guard.watch("tok-private")
     directory = tmp_path / "project"
     directory.mkdir()
     os.chmod(directory, 0o755)  # noqa: S103
     FileTokenCache(directory / "tokens.json", clock=clock).set(KEY, token("tok-private"))
     assert stat.S_IMODE(directory.stat().st_mode) == 0o755  # the user's own, left alone
+    assert warnings_in(caplog) == []  # only its owner can write there
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o733], ids=oct)
+@pytest.mark.parametrize("first_use", ["write", "read"])
+def test_a_named_directory_others_can_write_to_is_left_alone_with_one_warning(
+    tmp_path, clock, caplog, leak_guard, mode, first_use
+):
+    leak_guard.watch("tok-shared-dir")
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    os.chmod(directory, mode)
+    path = directory / "tokens.json"
+    FileTokenCache(path, clock=clock).set(KEY, token("tok-shared-dir"))
+    caplog.clear()
+    cache = FileTokenCache(path, clock=clock)
+    if first_use == "read":
+        assert cache.get(KEY) == token("tok-shared-dir")
+    for _ in range(3):
+        with cache.lock(KEY):
+            cache.set(KEY, token("tok-shared-dir"))
+        assert cache.get(KEY) == token("tok-shared-dir")
+    assert stat.S_IMODE(directory.stat().st_mode) == mode  # not ours to chmod
+    [warning] = warnings_in(caplog)
+    text = warning.getMessage()
+    assert str(directory) in text
+    assert "replace the token file" in text
+    assert "private directory" in text
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_a_sticky_world_writable_directory_is_not_warned_about(tmp_path, clock, caplog, leak_guard):
+    """As /tmp: the sticky bit stops others from replacing or deleting our files there."""
+    leak_guard.watch("tok-sticky")
+    directory = tmp_path / "tmp-like"
+    directory.mkdir()
+    os.chmod(directory, 0o1777)  # noqa: S103
+    FileTokenCache(directory / "tokens.json", clock=clock).set(KEY, token("tok-sticky"))
+    assert warnings_in(caplog) == []
 
 
 @pytest.mark.skipif(os.name != "posix", reason="symlinks need privileges on Windows")
@@ -272,6 +334,11 @@ DAMAGED = {
     "a JSON list": b"[1, 2, 3]",
     "another program's JSON": b'{"tokens": [], "owner": "someone else"}',
     "a future version": b'{"version": 99, "tokens": {}}',
+    # json.loads raises RecursionError on these, not ValueError: 200 kB, under MAX_FILE_SIZE
+    "deeply nested JSON": b"[" * 100_000 + b"]" * 100_000,
+    "a deeply nested entry": (
+        b'{"version": 1, "tokens": {"k": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    ),
 }
 
 
@@ -302,6 +369,33 @@ def test_unreadable_entries_are_skipped_and_good_ones_kept(cache, path, caplog, 
     assert cache.get(OTHER_KEY) is None
     [warning] = warnings_in(caplog)
     assert "2 unreadable entries" in warning.getMessage()
+
+
+def test_entries_with_nan_or_infinite_times_are_skipped_as_unreadable(
+    cache, path, clock, caplog, leak_guard
+):
+    """A NaN or infinite expiry would keep a planted token FRESH forever."""
+    leak_guard.watch("tok-good", "planted")
+    path.parent.mkdir(mode=0o700)
+    good = json.dumps(token("tok-good").to_dict())
+    planted = '{"access_token": "planted", "issued_at": %s, "expires_at": %s}'
+    entries = [
+        planted % (0, "NaN"),
+        planted % (0, "Infinity"),
+        planted % (0, "-Infinity"),
+        planted % (0, "9" * 400),
+        planted % ("NaN", 10),
+        planted % ("-Infinity", 10),
+    ]
+    text = ", ".join(f'"k{n}": {entry}' for n, entry in enumerate(entries))
+    path.write_text(f'{{"version": 1, "tokens": {{{text}, "{KEY}": {good}}}}}')
+    assert cache.get(KEY) == token("tok-good")
+    assert [cache.get(f"k{n}") for n in range(len(entries))] == [None] * len(entries)
+    [warning] = warnings_in(caplog)
+    assert f"{len(entries)} unreadable entries" in warning.getMessage()
+    cache.set(OTHER_KEY, token("tok-good"))  # the rewrite drops them, and is strict JSON
+    json.loads(path.read_text(), parse_constant=pytest.fail)
+    assert sorted(stored(path)["tokens"]) == sorted([KEY, OTHER_KEY])
 
 
 def test_an_unreadable_file_is_ignored_with_one_warning_and_replaced_on_write(

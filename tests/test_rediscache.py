@@ -177,6 +177,34 @@ def test_a_foreign_value_is_ignored_with_one_warning_kept_by_invalidate_and_repl
     assert cache.get(KEY) == token("tok-fresh", clock())
 
 
+FOREIGN_VALUES = {
+    # json.loads raises RecursionError on these, not ValueError
+    "deeply nested JSON": b"[" * 100_000 + b"]" * 100_000,
+    "a deeply nested object": b'{"access_token": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    # a NaN or infinite expiry would keep the token FRESH forever
+    "NaN expires_at": b'{"access_token": "planted", "issued_at": 0, "expires_at": NaN}',
+    "infinite expires_at": b'{"access_token": "planted", "issued_at": 0, "expires_at": 1e400}',
+    "400-digit expires_at": (
+        b'{"access_token": "planted", "issued_at": 0, "expires_at": ' + b"9" * 400 + b"}"
+    ),
+    "NaN issued_at": b'{"access_token": "planted", "issued_at": NaN, "expires_at": 10}',
+}
+
+
+@pytest.mark.parametrize("value", FOREIGN_VALUES.values(), ids=FOREIGN_VALUES.keys())
+def test_a_corrupt_or_non_finite_value_is_ignored_with_one_warning_and_replaced_on_set(
+    cache, client, clock, caplog, leak_guard, value
+):
+    leak_guard.watch("tok-replacing", "planted")
+    client.set(PREFIX + KEY, value)
+    for _ in range(3):
+        assert cache.get(KEY) is None
+    [warning] = warnings_in(caplog)
+    assert PREFIX + KEY in warning.getMessage()
+    cache.set(KEY, token("tok-replacing", clock()))
+    assert cache.get(KEY) == token("tok-replacing", clock())
+
+
 def test_caches_with_different_prefixes_do_not_share(client, clock, leak_guard):
     leak_guard.watch("tok-a")
     RedisTokenCache(client, prefix="app-a:", clock=clock).set(KEY, token("tok-a", clock()))
@@ -242,6 +270,34 @@ def test_a_pickled_copy_builds_a_client_for_the_same_server(redis_server, clock,
 def test_client_must_be_a_redis_client():
     with pytest.raises(ConfigurationError, match=r"redis\.Redis"):
         RedisTokenCache("redis://localhost")  # type: ignore[arg-type]
+
+
+def test_an_asyncio_client_is_refused_with_a_hint_to_use_redis_redis():
+    import redis.asyncio
+
+    with pytest.raises(ConfigurationError, match=r"synchronous redis\.Redis") as info:
+        RedisTokenCache(redis.asyncio.Redis())  # type: ignore[arg-type]
+    assert "redis.asyncio" in str(info.value)
+
+
+def test_any_client_whose_commands_are_coroutines_is_refused():
+    class AsyncLookalike:  # a third-party asyncio client with the same methods
+        def register_script(self, script):
+            return None
+
+        async def execute_command(self, *args, **options):
+            return None
+
+    with pytest.raises(ConfigurationError, match=r"synchronous redis\.Redis"):
+        RedisTokenCache(AsyncLookalike())  # type: ignore[arg-type]
+
+
+def test_repr_never_shows_a_stored_token(cache, clock, leak_guard):
+    leak_guard.watch("tok-not-in-repr")
+    cache.set(KEY, token("tok-not-in-repr", clock()))
+    assert cache.get(KEY) is not None
+    assert "tok-not-in-repr" not in repr(cache)
+    assert "tok-not-in-repr" not in repr(cache.__dict__.get("_warned_value"))
 
 
 @pytest.mark.parametrize("bad", [-1, float("nan"), "3"])

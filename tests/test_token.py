@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -58,6 +59,21 @@ def test_expires_in_that_is_not_a_number_is_a_value_error(value):
         parse_expires_in(value)
 
 
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (10**400, math.inf),  # float() of this int raises OverflowError
+        (-(10**400), -math.inf),
+        ("9" * 400, math.inf),  # float() of a string already gives inf
+        ("-inf", -math.inf),
+        (float("inf"), math.inf),
+    ],
+    ids=["10**400", "-10**400", "400 nines as a string", "'-inf'", "inf"],
+)
+def test_expires_in_too_large_for_a_float_counts_as_infinite(value, seconds):
+    assert parse_expires_in(value) == seconds
+
+
 def test_expires_in_error_message_quotes_at_most_a_short_excerpt():
     with pytest.raises(ValueError, match="expires_in") as info:
         parse_expires_in("x" * 500)
@@ -92,6 +108,43 @@ def test_huge_lifetime_is_capped_at_max_lifetime(expires_in):
     token = issued(parse_expires_in(expires_in))
     assert token.expires_at == T0 + MAX_LIFETIME
     assert token.state(T0 + MAX_LIFETIME, 0.0) is TokenState.EXPIRED
+
+
+@pytest.mark.parametrize(
+    "expires_in",
+    [-math.inf, -(10**400), -1e308, -MAX_LIFETIME - 1],
+    ids=["-inf", "-10**400", "-1e308", "-MAX_LIFETIME-1"],
+)
+def test_hugely_negative_lifetime_is_expired_at_once_with_a_finite_expiry(expires_in):
+    token = issued(parse_expires_in(expires_in))
+    assert math.isfinite(token.expires_at)
+    assert token.expires_at <= T0
+    for leeway in (0.0, DEFAULT_LEEWAY):
+        assert token.state(T0, leeway) is TokenState.EXPIRED
+
+
+ANY_LIFETIME = [
+    -math.inf, -1e308, -MAX_LIFETIME - 1, -1.0, -1e-300, 0.0, 1e-300, 1.0, 3600.0,
+    MAX_LIFETIME, MAX_LIFETIME + 1, 1e308, math.inf, None,
+]
+
+
+@pytest.mark.parametrize("expires_in", ANY_LIFETIME)
+def test_state_and_boundaries_never_raise_and_the_token_serialises_as_strict_json(expires_in):
+    token = issued(expires_in)
+    assert token.expires_at is None or math.isfinite(token.expires_at)
+    for leeway in (0.0, DEFAULT_LEEWAY, 1e308):
+        stale, expired = token.stale_at(leeway), token.expired_at(leeway)
+        assert stale <= expired
+        for now in (-1e308, 0.0, T0, T0 + MAX_LIFETIME, 1e308, -math.inf, math.inf):
+            assert isinstance(token.state(now, leeway), TokenState)
+    text = json.dumps(token.to_dict(), allow_nan=False)  # no NaN/Infinity literals
+    assert Token.from_dict(json.loads(text)) == token
+
+
+def test_nan_lifetime_is_a_value_error():
+    with pytest.raises(ValueError, match="expires_in"):
+        issued(float("nan"))
 
 
 def test_max_lifetime_is_one_day():
@@ -189,8 +242,28 @@ def test_from_dict_fills_token_type_and_accepts_numeric_strings():
     ],
 )
 def test_from_dict_rejects_foreign_data_with_value_error(data):
-    with pytest.raises(ValueError, match=r"access_token|float"):
+    with pytest.raises(ValueError, match=r"access_token|issued_at"):
         Token.from_dict(data)
+
+
+NON_FINITE = [float("nan"), float("inf"), float("-inf"), "NaN", "inf", "-Infinity", 10**400]
+NON_FINITE_IDS = ["nan", "inf", "-inf", "'NaN'", "'inf'", "'-Infinity'", "10**400"]
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=NON_FINITE_IDS)
+@pytest.mark.parametrize("field_name", ["issued_at", "expires_at"])
+def test_from_dict_rejects_non_finite_times_as_foreign_data(field_name, value):
+    """A NaN or infinite expiry would keep a planted token FRESH forever."""
+    data = {"access_token": "abc", "issued_at": 10.0, "expires_at": 70.0, field_name: value}
+    with pytest.raises(ValueError, match=field_name):
+        Token.from_dict(data)
+
+
+def test_from_dict_rejects_non_finite_times_read_from_json():
+    for literal in ("NaN", "Infinity", "-Infinity", "9" * 400):
+        text = f'{{"access_token": "abc", "issued_at": 0, "expires_at": {literal}}}'
+        with pytest.raises(ValueError, match="expires_at"):
+            Token.from_dict(json.loads(text))
 
 
 def test_from_dict_without_issued_at_is_a_lookup_error():
@@ -204,6 +277,14 @@ def test_repr_and_str_never_show_the_token():
         assert SECRET_TOKEN not in text
         assert "must-never-be-shown" not in text
     assert token.fingerprint in repr(token)
+
+
+def test_the_dataclass_repr_leaves_the_access_token_out():
+    token = issued(3600)
+    [access] = [f for f in dataclasses.fields(token) if f.name == "access_token"]
+    assert access.repr is False
+    assert repr(token).startswith("Token(issued_at=")
+    assert f"fingerprint={token.fingerprint!r}" in repr(token)
 
 
 def test_fingerprint_is_short_stable_and_not_the_token():
