@@ -68,6 +68,10 @@ class _Slot(NamedTuple):
     def __repr__(self) -> str:  # the token's own repr shows only its fingerprint
         return f"_Slot(token={self.token!r}, stale_at={self.stale_at!r}, fetch={self.fetch})"
 
+#: Header style -> index of its header value in a _Slot (0: not signed), for the hot path.
+_FIELD: Final[Mapping[Optional[str], int]] = {
+    None: 0, "bearer": _Slot._fields.index("bearer"), "raw": _Slot._fields.index("raw")
+}
 _MAX_ORIGINS: Final = 256  # bound on the per-origin decision cache (a crawler hits many hosts)
 _UNREPLAYABLE: Final = -1  # body position marker: the body cannot be sent again
 
@@ -259,8 +263,9 @@ class ClientCredentialsAuth(AuthBase):
         self._next_early_refresh = -math.inf
         self._fetches = 0  # token requests this object has started
         self._origins: dict[str, Any] = {}
-        # The hot path's one-entry cache: (origin + "/", style) of an origin with one style.
-        self._last_origin: tuple[str, Optional[HeaderStyle]] = ("\0", None)
+        # The hot path's one-entry cache: (origin + "/", the _Slot field of its header value,
+        # 0 for "not signed") of the last origin signed that has one style throughout.
+        self._last_origin: tuple[str, int] = ("\0", 0)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -314,16 +319,16 @@ class ClientCredentialsAuth(AuthBase):
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url: str = r.url  # type: ignore[assignment]  # always set once prepared
-        prefix, style = self._last_origin  # "scheme://host[:port]/" of the last signed origin
+        prefix, field = self._last_origin  # "scheme://host[:port]/" of the last signed origin
         if not url.startswith(prefix):
-            style = self._style_for(url)
-        if not style:
+            field = _FIELD[self._style_for(url)]
+        if not field:
             return r
         # Indexes, not names, on this path: a tuple index is the cheaper lookup.
         slot = self._slot
         if slot is None or self._clock() >= slot[1]:  # .stale_at
             slot = self._current_slot()
-        r.headers["Authorization"] = slot[2] if style == "bearer" else slot[3]  # .bearer, .raw
+        r.headers["Authorization"] = slot[field]  # type: ignore[assignment]  # .bearer/.raw
         body: Any = r.body  # typed bytes | str, but files and generators pass through too
         if body is None or body.__class__ is bytes or body.__class__ is str:
             r.hooks["response"].append(slot[4])  # .hook
@@ -476,12 +481,12 @@ class ClientCredentialsAuth(AuthBase):
             self._origins[origin] = rule
         if rule.__class__ is str:
             style: Optional[HeaderStyle] = rule or None  # type: ignore[assignment]
-            self._last_origin = (origin + "/", style)
+            self._last_origin = (origin + "/", _FIELD[style])
             return style
         for prefix, prefix_style, exclusive in rule:
             if url.startswith(prefix):
                 if exclusive:  # no longer prefix can match: safe for the one-entry cache
-                    self._last_origin = (prefix, prefix_style)
+                    self._last_origin = (prefix, _FIELD[prefix_style])
                 return prefix_style  # type: ignore[no-any-return]
         return None  # pragma: no cover - the last rule is the origin itself
 
