@@ -92,7 +92,7 @@ def _import(name: str) -> Any:
     except ImportError as exc:
         raise ImportError(
             f"FileTokenCache needs the {name!r} package: "
-            'pip install "requests-advanced-auth[file]"'
+            'pip install "requests-advanced-auth[file]" (from a clone: pip install -e ".[file]")'
         ) from exc
 
 
