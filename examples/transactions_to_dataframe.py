@@ -44,7 +44,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "--until", default="2024-12-31", help="last day, included (default: %(default)s)"
     )
     parser.add_argument(
-        "--output", default="transactions.csv", help="CSV to write (default: %(default)s)"
+        "-o", "--output", default="transactions.csv",
+        help="CSV to write (default: %(default)s)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress on stderr")
     return parser.parse_args(argv)

@@ -69,7 +69,7 @@ def test_main_job_writes_transactions_csv_in_the_current_directory(tmp_path):
 def test_main_job_options_change_sites_dates_and_output(tmp_path):
     done = run_example(
         "transactions_to_dataframe.py", "--site", "27", "--since", "2024-03-01",
-        "--until", "2024-03-31", "--output", "march.csv", cwd=tmp_path,
+        "--until", "2024-03-31", "-o", "march.csv", cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     with (tmp_path / "march.csv").open(newline="") as handle:
