@@ -29,9 +29,13 @@ import requests
 from . import AdvancedAuth, AdvancedAuthError, ConfigurationError, PageError, __version__
 from .pagination import (
     DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
     STATISTICS_FIELDS,
     TRANSACTION_FIELDS,
+    _check_url,
+    _excerpt,
     _parse_date_text,
+    _sent_credentials,
     api_urls,
     iter_statistics,
     iter_transactions,
@@ -120,10 +124,12 @@ def _add_credentials(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--audience",
+        type=_audience,
         action="append",
         metavar="AUD",
-        help="an audience to ask for; repeat for several (default: $ADVANCED_STORE_AUDIENCE, "
-        "else api.ad4mat.net and api.advanced-store.com)",
+        help="an audience to ask for, one audience per flag: repeat it for several, e.g. "
+        "--audience api.ad4mat.net --audience api.advanced-store.com (default: "
+        "$ADVANCED_STORE_AUDIENCE, space-separated, else those two)",
     )
     group.add_argument(
         "--api-url",
@@ -136,7 +142,7 @@ def _add_credentials(parser: argparse.ArgumentParser) -> None:
 def _add_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=_timeout_seconds,
         default=DEFAULT_TIMEOUT,
         metavar="S",
         help="seconds to wait for each API answer (default: %(default)g)",
@@ -160,8 +166,40 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _make_auth(args: argparse.Namespace) -> AdvancedAuth:
+    env = _environment(args)
+    _check_endpoints(args, env)
     options = {"client_auth": args.client_auth} if args.client_auth else {}
-    return AdvancedAuth.from_env(_environment(args), **options)
+    return AdvancedAuth.from_env(env, **options)
+
+
+def _check_endpoints(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """A malformed token or API URL is a configuration error (exit 2) naming its source,
+    before any request: http(s), a host, a port 1..65535, a URL requests can send to."""
+    for variable, flag, value, example in (
+        ("ADVANCED_STORE_TOKEN_URL", "--token-url", args.token_url,
+         "https://auth.example.com/oauth2/token"),
+        ("ADVANCED_STORE_API_URL", "--api-url", args.api_url, "http://127.0.0.1:8765"),
+    ):
+        url = env.get(variable, "")
+        if url.strip():  # empty: the default, as AdvancedAuth.from_env reads it
+            _check_url(url, flag if value is not None else variable, example=example)
+
+
+def _audience(text: str) -> str:
+    """One audience: not empty, no whitespace inside (never split into several silently)."""
+    audience = text.strip()
+    if not audience:
+        raise argparse.ArgumentTypeError(
+            "the audience is empty: give one, e.g. --audience api.advanced-store.com, or leave "
+            "--audience out for the defaults"
+        )
+    if len(audience.split()) > 1:
+        several = " ".join(f"--audience {item}" for item in audience.split())
+        raise argparse.ArgumentTypeError(
+            f"one audience per --audience, got {text!r:.100}; for several, repeat the flag: "
+            f"{several:.200}"
+        )
+    return audience
 
 
 def _positive_float(text: str) -> float:
@@ -171,6 +209,19 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _timeout_seconds(text: str) -> float:
+    """Seconds > 0 and at most a day (far larger values overflow the socket layer)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds > 0 and at most {MAX_TIMEOUT:g} (a day), got {text!r}"
+        )
     return value
 
 
@@ -237,13 +288,18 @@ def _add_token(subparsers: Subparsers) -> None:
         "  curl -H \"$(advanced-auth token --header)\" \\\n"
         "      'https://api.advanced-store.com/publishers/transactions/2.0/?...'\n"
         "  # the statistics API takes the raw token, without Bearer:\n"
-        "  curl -H \"Authorization: $(advanced-auth token)\" \\\n"
+        "  curl -H \"$(advanced-auth token --header raw)\" \\\n"
         "      'https://advanced-store.cloud/function/api/statistics?...'\n",
     )
     parser.add_argument(
         "--header",
-        action="store_true",
-        help="print the header line 'Authorization: Bearer <token>' (for curl -H)",
+        nargs="?",
+        const="bearer",
+        choices=("bearer", "raw"),
+        metavar="STYLE",
+        help="print a header line for curl -H instead of the token. STYLE bearer (the "
+        "default; the transactions API): 'Authorization: Bearer <token>'; raw (the statistics "
+        "API, which takes the token without Bearer): 'Authorization: <token>'",
     )
     _add_credentials(parser)
     parser.set_defaults(run=_run_token)
@@ -255,7 +311,9 @@ def _run_token(args: argparse.Namespace) -> int:
         token = auth.get_token()
     finally:
         auth.close()
-    if args.header:
+    if args.header == "raw":
+        print(f"Authorization: {token.access_token}")
+    elif args.header:
         print(f"Authorization: Bearer {token.access_token}")
     else:
         print(token.access_token)
@@ -399,7 +457,9 @@ def _run_get(args: argparse.Namespace) -> int:
             with response:
                 if not 200 <= response.status_code < 300:
                     _error(f"GET {response.url} answered {response.status_code} {response.reason}")
-                    excerpt = " ".join(response.text[:300].split())
+                    # Whatever the answer quotes, never the token that was sent (an API
+                    # may echo request headers in its error body).
+                    excerpt = _excerpt(response.text, 300, _sent_credentials(response))
                     if excerpt:
                         print(f"  {excerpt}", file=sys.stderr)
                     return EXIT_FAILURE
@@ -475,7 +535,10 @@ def _add_transactions(subparsers: Subparsers) -> None:
         summary="pull every transaction of a date range to CSV or JSON lines",
         description="Pull every page of transactions 2.0 for the sites and dates given and "
         "write the rows as CSV (the API's field names as header) or JSON lines. Dates are "
-        "UTC; both ends are included.",
+        "UTC; both ends are included. The rows are written as the API sends them: the times "
+        "(transactionDate, clickTime, updatedAt) are epoch milliseconds (UTC), e.g. "
+        "1704067200000 for 2024-01-01 00:00:00; "
+        "requests_advanced_auth.frames.transactions_to_dataframe reads them as datetimes.",
         epilog="example:\n"
         "  advanced-auth transactions --site 25 --site 26 \\\n"
         "      --since 2024-01-01 --until 2024-01-31 -o january.csv\n",

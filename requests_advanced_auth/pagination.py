@@ -14,13 +14,19 @@ Rules:
 
 * Parameters are checked when the function is called, before any request: a bad value is a
   :class:`~requests_advanced_auth.ConfigurationError` (a ``ValueError``).
-* Dates: a ``date`` (or a ``"YYYY-MM-DD"`` string) means the whole UTC day, so as ``end`` it
-  includes that day; a ``datetime`` is exact, and a naive one is taken as **UTC**; an ``int``
-  or ``float`` is epoch seconds (UTC). Both ends are inclusive.
+* Dates: a ``date`` (or a string that is a date without a time: ``"YYYY-MM-DD"``, or any
+  other spelling ``date.fromisoformat`` reads, such as ``"20240131"`` from Python 3.11) means
+  the whole UTC day, so as ``end`` it includes that day; a ``datetime`` (or an ISO 8601 date
+  and time, ``T`` or a space between them) is exact, and a naive one is taken as **UTC**; an
+  ``int`` or ``float`` is epoch seconds (UTC). Both ends are inclusive. Transactions take
+  epoch seconds, so nothing before 1970-01-01 UTC can be asked for.
 * A page that fails (transport error, token error, non-2xx after the auth's one re-send on
-  401, or an answer that is not the documented JSON) raises
+  401, an answer that is not the documented JSON, or a page that repeats the previous one
+  exactly, as from a server that ignores ``page``) raises
   :class:`~requests_advanced_auth.PageError`; ``error.page`` is the page to resume from
-  (``start_page=error.page``) and ``error.__cause__`` the underlying error, if any.
+  (``start_page=error.page``) and ``error.__cause__`` the underlying error, if any. What it
+  quotes from an answer never holds the ``Authorization`` value that was sent (an API that
+  echoes request headers would otherwise put the token there): it reads ``***``.
 * Progress goes to stderr, one line rewritten in place, only when stderr is a terminal
   (``progress=None``); ``progress=True`` forces it, ``progress=False`` silences it.
 """
@@ -28,7 +34,10 @@ Rules:
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import math
+import re
 import sys
 from typing import (
     Any,
@@ -42,7 +51,7 @@ from typing import (
     TextIO,
     Union,
 )
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from requests.auth import AuthBase
@@ -53,6 +62,7 @@ from .exceptions import ConfigurationError, PageError
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_STATISTICS_PAGE_SIZE",
+    "MAX_TIMEOUT",
     "MAX_TRANSACTIONS_PAGE_SIZE",
     "STATISTICS_FIELDS",
     "STATISTICS_URL",
@@ -75,6 +85,13 @@ DEFAULT_TIMEOUT: Final = 30.0
 MAX_TRANSACTIONS_PAGE_SIZE: Final = 1000
 #: Documented maximum of the statistics API.
 MAX_STATISTICS_PAGE_SIZE: Final = 100
+#: Upper bound of a timeout: a day for one page is surely a mistake (milliseconds?), and far
+#: larger values overflow the socket layer (``OverflowError`` from ``settimeout``).
+MAX_TIMEOUT: Final = 86400.0
+#: Site and program ids are at most 18 digits (they fit in a signed 64-bit integer); a longer
+#: string is a mistake, and past 4300 digits ``int()`` itself refuses it.
+_MAX_ID_DIGITS: Final = 18
+_EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 #: The documented fields of a transactions row, in the documentation's order.
 TRANSACTION_FIELDS: Final = (
@@ -126,16 +143,40 @@ def api_urls(api_url: Optional[str] = None) -> tuple[str, str]:
     ``api_url`` is one server that hosts both APIs, such as the sandbox's ``sb.url`` (the
     meaning of ``ADVANCED_STORE_API_URL``); None or "" gives the provider's URLs.
     """
-    if api_url is None or not api_url.strip():
+    if api_url is None or (isinstance(api_url, str) and not api_url.strip()):
         return TRANSACTIONS_URL, STATISTICS_URL
-    base = api_url.strip().rstrip("/")
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"the API URL must be an absolute http(s) URL such as http://127.0.0.1:8765, "
-            f"got {api_url!r:.200}"
-        )
+    base = _check_url(api_url, "the API URL", example="http://127.0.0.1:8765").strip()
+    base = base.rstrip("/")
     return base + TRANSACTIONS_PATH, base + STATISTICS_PATH
+
+
+def _check_url(url: Any, name: str = "url", *, example: str = "https://host/path") -> str:
+    """``url`` if it is an absolute http(s) URL with a host and a valid port (and requests
+    can send to it), else a ConfigurationError naming ``name``."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"{name} must be a string, got {type(url).__name__}")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        if "Port" in str(exc):  # "Port out of range 0-65535", "Port could not be cast ..."
+            raise ConfigurationError(
+                f"{name} has an invalid port (ports are numbers 1..65535): {url!r:.200}"
+            ) from None
+        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {url!r:.200}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"{name} must be an absolute http(s) URL such as {example}, got {url!r:.200}"
+        )
+    if port == 0:
+        raise ConfigurationError(
+            f"{name} has an invalid port (ports are numbers 1..65535): {url!r:.200}"
+        )
+    try:  # what requests itself refuses at send time (a bad IDNA host, ...)
+        requests.PreparedRequest().prepare_url(url.strip(), None)
+    except (requests.RequestException, ValueError) as exc:
+        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {url!r:.200}") from None
+    return url.strip()
 
 
 # -- parameter checks ---------------------------------------------------------------------
@@ -145,6 +186,11 @@ def _site_ids(value: Any) -> list[str]:
     items: list[Any]
     if isinstance(value, (int, str)):
         items = value.split(",") if isinstance(value, str) else [value]
+    elif isinstance(value, (bytes, bytearray, memoryview)):  # iterates as numbers: b"25" -> 50, 53
+        raise ConfigurationError(
+            f"site_ids must be a site id or a list of them, got {type(value).__name__}; "
+            "decode bytes first, e.g. site_ids=data.decode()"
+        )
     else:
         try:
             items = list(value)
@@ -160,21 +206,54 @@ def _site_ids(value: Any) -> list[str]:
 def _site_id(value: Any, name: str = "site id") -> str:
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit() and text.isascii() and int(text) > 0:
-            return str(int(text))
+        if text.isdigit() and text.isascii():
+            _check_digits(text.lstrip("0"), f"{name}s have", value)
+            number = int(text.lstrip("0") or "0")
+            if number > 0:
+                return str(number)
     elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return str(value)
+        _check_digits(value, f"{name}s have", value)
+        return str(int(value))
     raise ConfigurationError(
-        f"{name}s are positive integers (or strings of digits), got {value!r:.60}"
+        f"{name}s are positive integers (or strings of digits), got {_shown(value)}"
     )
+
+
+def _check_digits(number: Union[int, str], what: str, value: Any) -> None:
+    """Refuse more than 18 digits before ``int()``/``str()`` (and their 4300-digit limit)."""
+    too_long = (
+        number >= 10**_MAX_ID_DIGITS if isinstance(number, int) else len(number) > _MAX_ID_DIGITS
+    )
+    if too_long:
+        raise ConfigurationError(f"{what} at most {_MAX_ID_DIGITS} digits, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a message: a short repr, safe for huge ints and long strings."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**60:
+        # repr() of an int past 4300 digits raises ValueError; log10 takes any int.
+        return f"an int of about {math.floor(math.log10(abs(value))) + 1} digits"
+    if isinstance(value, str) and len(value) > 60:
+        return f"{value[:20]!r}… ({len(value)} characters)"
+    return f"{value!r:.60}"
 
 
 def _optional_id(value: Any, name: str) -> Optional[str]:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip():
-        raise ConfigurationError(f"{name} must be an int or a non-empty string, got {value!r:.60}")
-    return str(value).strip()
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigurationError(
+            f"{name} must be an int or a non-empty string, got {_shown(value)}"
+        )
+    if isinstance(value, int):
+        _check_digits(value, f"{name} has", value)
+        return str(int(value))
+    text = value.strip()
+    if not text:
+        raise ConfigurationError(f"{name} must be an int or a non-empty string, got {value!r}")
+    if text.isdigit():
+        _check_digits(text.lstrip("0"), f"{name} has", value)
+    return text
 
 
 def _page_number(value: Any, name: str, maximum: Optional[int] = None) -> int:
@@ -187,28 +266,55 @@ def _page_number(value: Any, name: str, maximum: Optional[int] = None) -> int:
 
 
 def _timeout(value: Any) -> Timeout:
-    parts = value if isinstance(value, tuple) else (value,)
-    if not 1 <= len(parts) <= 2 or not all(
-        isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p > 0
-        for p in parts
-    ):
-        raise ConfigurationError(
-            f"timeout must be seconds > 0 or a (connect, read) pair, got {value!r:.60}"
-        )
+    """Seconds, or a ``(connect, read)`` tuple of them: each a number in (0, MAX_TIMEOUT]."""
+    parts = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+    for part in parts:
+        # The comparison also refuses NaN and infinity, and works on ints of any size.
+        if isinstance(part, bool) or not isinstance(part, (int, float)) or not part > 0:
+            raise ConfigurationError(
+                "timeout must be seconds > 0 or a (connect, read) pair of them, "
+                f"e.g. 30 or (5, 30), got {_shown(value)}"
+            )
+        if not part <= MAX_TIMEOUT:
+            raise ConfigurationError(
+                f"timeout must be at most {MAX_TIMEOUT:g} seconds (a day), got {_shown(part)}"
+            )
     return value  # type: ignore[no-any-return]
 
 
+#: A week without its day ("2024-W05"): date.fromisoformat reads it as the Monday.
+_WEEK: Final = re.compile(r"\d{4}-?[Ww]\d{2}")
+
+
 def _parse_date_text(text: str, name: str) -> Union[_dt.date, _dt.datetime]:
-    text = text.strip()
+    """A date (no time: the whole day) or a datetime, from ISO 8601 text.
+
+    The date and the time are separated by ``T`` or a space: ``datetime.fromisoformat``
+    takes any character there, so ``"2024-01-31+05:00"`` would be 05:00, not a day.
+    """
+    given = text = text.strip()
+    cut = min((i for i in (text.find("T"), text.find("t"), text.find(" ")) if i >= 0),
+              default=len(text))
+    day, moment = text[:cut], text[cut + 1:]
     try:
-        if len(text) == 10:
-            return _dt.date.fromisoformat(text)
-        if text.endswith(("Z", "z")):
+        if _WEEK.fullmatch(day):
+            raise ConfigurationError(
+                f"{name} {text!r:.60} is a week, not a day: give a day, e.g. "
+                f"{day}-1 (its Monday) or YYYY-MM-DD"
+            )
+        if not moment:
+            return _dt.date.fromisoformat(day)  # every spelling it reads means the day
+        _dt.date.fromisoformat(day)  # the date part alone must be a date
+        if moment.endswith(("Z", "z")):  # Python < 3.11 does not read "Z"
             text = text[:-1] + "+00:00"
         return _dt.datetime.fromisoformat(text)
-    except ValueError:
+    except ValueError as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
         raise ConfigurationError(
-            f"{name} must be a date YYYY-MM-DD or an ISO 8601 date and time, got {text!r:.60}"
+            f"{name} must be a date YYYY-MM-DD or an ISO 8601 date and time "
+            f"(YYYY-MM-DDTHH:MM:SS, optionally with Z or an offset such as +02:00), "
+            f"got {_shown(given)}"
         ) from None
 
 
@@ -217,18 +323,24 @@ def _as_utc(value: Any, name: str, *, end: bool) -> _dt.datetime:
     if isinstance(value, str):
         value = _parse_date_text(value, name)
     if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
+        if value.utcoffset() is None:  # (astimezone would take a naive one as local time)
             return value.replace(tzinfo=_dt.timezone.utc)  # documented: naive means UTC
-        return value.astimezone(_dt.timezone.utc)
+        try:
+            return value.astimezone(_dt.timezone.utc)
+        except OverflowError:  # e.g. 0001-01-01 00:00+05:00 is in year 0 in UTC
+            side = "before year 1" if value.year == _dt.MINYEAR else "after year 9999"
+            raise ConfigurationError(
+                f"{name} {value.isoformat(' ')} is out of range: in UTC it falls {side}"
+            ) from None
     if isinstance(value, _dt.date):
         moment = _dt.time(23, 59, 59) if end else _dt.time(0, 0, 0)
         return _dt.datetime.combine(value, moment, tzinfo=_dt.timezone.utc)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value) or value < 0:
-            raise ConfigurationError(f"{name} must be epoch seconds >= 0, got {value!r}")
+        if not value >= 0:  # also NaN; no float() of a huge int
+            raise ConfigurationError(f"{name} must be epoch seconds >= 0, got {_shown(value)}")
         if value > 253402300799:  # after 9999-12-31: surely milliseconds
             raise ConfigurationError(
-                f"{name}={value!r} looks like epoch milliseconds; pass epoch seconds "
+                f"{name}={_shown(value)} looks like epoch milliseconds; pass epoch seconds "
                 f"(divide by 1000), a date or a datetime"
             )
         return _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
@@ -306,9 +418,40 @@ def _is_terminal(stream: Optional[TextIO]) -> bool:
 # -- fetching -----------------------------------------------------------------------------
 
 
-def _excerpt(text: str, limit: int = 200) -> str:
+def _excerpt(text: str, limit: int = 200, secrets: Iterable[str] = ()) -> str:
+    """``text`` on one line, each of ``secrets`` replaced by ``***``, cut to ``limit``.
+
+    Replaced before the cut, so no part of a secret is left at the end of the excerpt.
+    Shortest first: the bare token goes before the whole header, which keeps its scheme
+    (``Bearer ***``).
+    """
+    for secret in sorted(set(secrets), key=len):
+        text = text.replace(secret, "***")
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _sent_credentials(response: requests.Response) -> list[str]:
+    """The Authorization values sent for ``response`` (and any 401 before the re-send), the
+    bare tokens, and their JSON- and percent-escaped spellings, so that an API echoing
+    request headers in its answer has none of them quoted."""
+    found: list[str] = []
+    for answer in (*response.history, response):
+        request = getattr(answer, "request", None)
+        value = request.headers.get("Authorization") if request is not None else None
+        if not isinstance(value, str) or not value.strip():
+            continue
+        scheme, _, token = value.strip().partition(" ")
+        for secret in (value, value.strip(), token.strip() if token else scheme):
+            if len(secret) < 8:  # "Bearer" alone is no secret; a token is longer
+                continue
+            escaped = json.dumps(secret)[1:-1]
+            found += [secret, escaped, escaped.replace("/", "\\/"), quote(secret, safe="")]
+    return found
+
+
+#: Quotes text from an answer for a message: one line, cut, no credential that was sent.
+_Quote = Callable[[str], str]
 
 
 def _get_json(
@@ -317,12 +460,18 @@ def _get_json(
     params: Mapping[str, Any],
     timeout: Timeout,
     page: int,
-) -> Any:
+) -> tuple[Any, _Quote]:
+    """The decoded JSON of one page, and how to quote from that answer."""
     try:
         response = session.get(url, params=params, timeout=timeout)
     except requests.RequestException as exc:
         raise PageError(f"GET {url} failed: {type(exc).__name__}: {exc}", page=page) from exc
     with response:
+        secrets = _sent_credentials(response)
+
+        def quote_answer(text: str) -> str:
+            return _excerpt(text, secrets=secrets)
+
         status = response.status_code
         if not 200 <= status < 300:
             hint = ""
@@ -334,25 +483,25 @@ def _get_json(
                 )
             raise PageError(
                 f"GET {url} answered {status} {response.reason}{hint}: "
-                f"{_excerpt(response.text)!r}",
+                f"{quote_answer(response.text)!r}",
                 page=page,
                 status_code=status,
             )
         try:
-            return response.json()
+            return response.json(), quote_answer
         except ValueError:
             ctype = response.headers.get("Content-Type", "no content type")
             raise PageError(
                 f"GET {url} answered {status} with {ctype}, not JSON: "
-                f"{_excerpt(response.text)!r}",
+                f"{quote_answer(response.text)!r}",
                 page=page,
                 status_code=status,
             ) from None
 
 
-def _unexpected(url: str, page: int, what: str, data: Any) -> PageError:
+def _unexpected(url: str, page: int, what: str, data: Any, quote_answer: _Quote) -> PageError:
     return PageError(
-        f"GET {url} answered JSON without {what}: {_excerpt(repr(data))}", page=page
+        f"GET {url} answered JSON without {what}: {quote_answer(repr(data))}", page=page
     )
 
 
@@ -364,8 +513,9 @@ class _Page(NamedTuple):
     last: bool
 
 
-#: Checks one page's decoded JSON: ``(url, page, params, data) -> _Page``, or raises PageError.
-_PageReader = Callable[[str, int, Mapping[str, Any], Any], _Page]
+#: Checks one page's decoded JSON: ``(url, page, params, data, quote) -> _Page``, or raises
+#: PageError (quoting the answer with ``quote``).
+_PageReader = Callable[[str, int, Mapping[str, Any], Any, _Quote], _Page]
 
 
 def _paginate(
@@ -400,10 +550,22 @@ def _pages(
     session, owned = _open_session(session_or_auth)
     display = _Progress(label, progress)
     rows = 0
+    seen: dict[str, int] = {}  # digest of a page's rows -> its page number
     try:
         while True:
-            data = _get_json(session, url, {"page": page, **params}, timeout, page)
-            batch = read(url, page, params, data)
+            data, quote_answer = _get_json(session, url, {"page": page, **params}, timeout, page)
+            batch = read(url, page, params, data, quote_answer)
+            # A server that ignores `page` answers page 1 again and again: a full page would
+            # never end the statistics pull. Real pages never repeat (each row is its own
+            # transaction or day), so an exact repeat is that server, not data.
+            digest = hashlib.sha256(repr(batch.rows).encode()).hexdigest()
+            if batch.rows and digest in seen:
+                raise PageError(
+                    f"GET {url}: page {page} repeats page {seen[digest]} exactly: the server "
+                    "seems to ignore `page`; check the URL (is it the paginated API?)",
+                    page=page,
+                )
+            seen[digest] = page
             rows += len(batch.rows)
             display.update(page, batch.total, rows)
             yield from batch.rows
@@ -447,13 +609,17 @@ def iter_transactions(
     begin = _as_utc(start, "start", end=False)
     finish = _as_utc(end, "end", end=True)
     if finish < begin:
-        raise ConfigurationError(f"end ({finish:%Y-%m-%d %H:%M:%S} UTC) is before start "
-                                 f"({begin:%Y-%m-%d %H:%M:%S} UTC)")
+        raise ConfigurationError(f"end ({_utc(finish)}) is before start ({_utc(begin)})")
+    if begin < _EPOCH:  # the API takes epoch seconds >= 0 and answers 400 to anything less
+        raise ConfigurationError(
+            f"start ({_utc(begin)}) is before 1970-01-01 00:00:00 UTC, the first moment the "
+            "transactions API can be asked for (it takes epoch seconds); give a later start"
+        )
     params: dict[str, Any] = {
         "size": _page_number(page_size, "page_size", MAX_TRANSACTIONS_PAGE_SIZE),
         "siteIds": ",".join(sites),
-        "startDate": math.floor(begin.timestamp()),
-        "endDate": math.floor(finish.timestamp()),
+        "startDate": _epoch_seconds(begin),
+        "endDate": _epoch_seconds(finish),
     }
     for key, value in (
         ("programId", _optional_id(program_id, "program_id")),
@@ -468,12 +634,23 @@ def iter_transactions(
     )
 
 
-def _transactions_page(url: str, page: int, params: Mapping[str, Any], data: Any) -> _Page:
+def _utc(moment: _dt.datetime) -> str:
+    return f"{moment.replace(tzinfo=None).isoformat(' ', 'seconds')} UTC"  # %Y drops 0s
+
+
+def _epoch_seconds(moment: _dt.datetime) -> int:
+    """Whole epoch seconds, rounded down; exact (no float) for any aware datetime."""
+    return (moment - _EPOCH) // _dt.timedelta(seconds=1)
+
+
+def _transactions_page(
+    url: str, page: int, params: Mapping[str, Any], data: Any, quote_answer: _Quote
+) -> _Page:
     if not isinstance(data, dict) or not isinstance(data.get("transactionDataList"), list):
-        raise _unexpected(url, page, "a transactionDataList list", data)
+        raise _unexpected(url, page, "a transactionDataList list", data, quote_answer)
     total = data.get("totalPageCount")
     if isinstance(total, bool) or not isinstance(total, int):
-        raise _unexpected(url, page, "an integer totalPageCount", data)
+        raise _unexpected(url, page, "an integer totalPageCount", data, quote_answer)
     batch = data["transactionDataList"]
     # An empty page also ends the pull: a server whose totals shift must not loop us.
     return _Page(batch, max(total, page), page >= total or not batch)
@@ -523,23 +700,16 @@ def iter_statistics(
     )
 
 
-def _statistics_page(url: str, page: int, params: Mapping[str, Any], data: Any) -> _Page:
+def _statistics_page(
+    url: str, page: int, params: Mapping[str, Any], data: Any, quote_answer: _Quote
+) -> _Page:
     inner = data.get("data") if isinstance(data, dict) else None
     batch = inner.get("data") if isinstance(inner, dict) else None
     if not isinstance(batch, list):
         if isinstance(data, dict) and (data.get("success") is False or data.get("errors")):
             raise PageError(
-                f"GET {url} answered errors: {_excerpt(repr(data.get('errors')))}",
+                f"GET {url} answered errors: {quote_answer(repr(data.get('errors')))}",
                 page=page,
             )
-        raise _unexpected(url, page, "a data.data list", data)
+        raise _unexpected(url, page, "a data.data list", data, quote_answer)
     return _Page(batch, None, len(batch) < params["size"])
-
-
-def _check_url(url: Any) -> str:
-    if not isinstance(url, str):
-        raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"url must be an absolute http(s) URL, got {url!r:.200}")
-    return url

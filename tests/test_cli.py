@@ -162,6 +162,30 @@ def test_token_header_prints_the_curl_header_line(env, capsys):
     assert token in env.provider.issued_tokens()
 
 
+def test_token_header_raw_prints_the_header_line_the_statistics_api_takes(env, capsys):
+    code, out, err = run(capsys, "token", "--header", "raw")
+    assert (code, err) == (0, "")
+    name, _, token = out.rstrip("\n").partition(": ")
+    assert name == "Authorization"
+    assert token in env.provider.issued_tokens()  # the raw token, no "Bearer "
+    answer = requests.get(
+        env.statistics_url,
+        params={"page": 1, "siteId": 25, "startDate": "2024-01-01", "endDate": "2024-01-01"},
+        headers={name: token},
+        timeout=5,
+    )
+    assert answer.status_code == 200
+
+
+def test_token_help_says_how_to_get_each_apis_header(capsys):
+    _, out, _ = run(capsys, "token", "--help")
+    assert "--header [STYLE]" in out
+    assert "'Authorization: Bearer <token>'" in out
+    assert "'Authorization: <token>'" in out
+    assert "statistics" in out
+    assert 'curl -H "$(advanced-auth token --header raw)"' in out
+
+
 def test_token_with_wrong_secret_fails_with_the_hint_and_prints_no_secret(
     env, capsys, leak_guard
 ):
@@ -195,6 +219,90 @@ def test_flags_override_the_environment(env, capsys, monkeypatch, leak_guard):
     )
     assert (code, err) == (0, "")
     assert env.basic_client_secret not in out
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ADVANCED_STORE_TOKEN_URL", "http://[::1", "ADVANCED_STORE_TOKEN_URL is not a valid URL"),
+        ("ADVANCED_STORE_TOKEN_URL", "http://127.0.0.1:99999/t",
+         "ADVANCED_STORE_TOKEN_URL has an invalid port"),
+        ("ADVANCED_STORE_TOKEN_URL", "ftp://127.0.0.1/t",
+         "ADVANCED_STORE_TOKEN_URL must be an absolute http(s) URL"),
+        ("ADVANCED_STORE_API_URL", "ftp://x", "ADVANCED_STORE_API_URL must be an absolute http(s)"),
+        ("ADVANCED_STORE_API_URL", "http://", "ADVANCED_STORE_API_URL must be an absolute http(s)"),
+        ("ADVANCED_STORE_API_URL", "http://[::1", "ADVANCED_STORE_API_URL is not a valid URL"),
+        ("ADVANCED_STORE_API_URL", "http://127.0.0.1:99999",
+         "ADVANCED_STORE_API_URL has an invalid port"),
+    ],
+)
+@pytest.mark.parametrize("command", ["token", "check"])
+def test_a_malformed_endpoint_url_is_a_configuration_error_exit_2(
+    env, capsys, monkeypatch, command, variable, value, message
+):
+    monkeypatch.setenv(variable, value)
+    code, out, err = run(capsys, command)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"advanced-auth: error: {message}")
+    assert value in err
+    assert env.provider.token_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--token-url", "http://[::1", "--token-url is not a valid URL"),
+        ("--api-url", "ftp://x", "--api-url must be an absolute http(s) URL"),
+        ("--api-url", "http://127.0.0.1:0", "--api-url has an invalid port"),
+    ],
+)
+def test_a_malformed_endpoint_flag_is_named_in_the_error(env, capsys, flag, value, message):
+    code, _, err = run(capsys, "statistics", "--site", "25", "--since", "2024-01-01",
+                       "--until", "2024-01-02", flag, value)
+    assert code == 2
+    assert err.startswith(f"advanced-auth: error: {message}")
+    assert env.provider.token_requests == 0
+    assert env.provider.api_requests == 0
+
+
+def test_a_plain_http_token_url_to_another_host_exits_2(env, capsys, monkeypatch):
+    monkeypatch.setenv("ADVANCED_STORE_TOKEN_URL", "http://auth.example.test/oauth2/token")
+    code, _, err = run(capsys, "check")
+    assert code == 2
+    assert "plain http" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "argument --audience: the audience is empty"),
+        ("   ", "argument --audience: the audience is empty"),
+        ("api.advanced-store.com extra", "argument --audience: one audience per --audience"),
+        ("api.ad4mat.net\tapi.advanced-store.com", "one audience per --audience"),
+    ],
+)
+def test_an_empty_or_spaced_audience_is_a_usage_error(env, capsys, value, message):
+    code, out, err = run(capsys, "check", "--audience", value)
+    assert (code, out) == (2, "")
+    assert message in err
+    assert env.provider.token_requests == 0
+
+
+def test_a_spaced_audience_error_shows_how_to_ask_for_several(env, capsys):
+    _, _, err = run(capsys, "check", "--audience", "api.ad4mat.net api.advanced-store.com")
+    assert "--audience api.ad4mat.net --audience api.advanced-store.com" in err
+
+
+def test_repeated_audience_flags_ask_for_each(env, capsys):
+    code, out, err = run(capsys, "check", "--audience", "api.ad4mat.net",
+                         "--audience", " api.advanced-store.com ")
+    assert (code, err) == (0, "")
+    assert report(out)["audience"] == "api.ad4mat.net api.advanced-store.com"
+
+
+def test_audience_help_says_one_per_flag(capsys):
+    _, out, _ = run(capsys, "check", "--help")
+    assert "one audience per flag" in " ".join(out.split())
 
 
 # -- check -----------------------------------------------------------------------------------
@@ -335,6 +443,49 @@ def test_get_to_a_host_that_is_not_allowed_says_no_token_was_sent(env, capsys):
     assert "answered 401" in err
 
 
+TOKEN_ECHO = "you sent: "
+
+
+def echo_authorization(request, context):
+    """An API that quotes the request's Authorization header in its error answer."""
+    context.status_code = 400
+    return TOKEN_ECHO + request.headers.get("Authorization", "")
+
+
+def test_get_error_excerpt_never_shows_the_token_an_api_echoes(env, capsys):
+    with requests_mock.Mocker(real_http=True) as mock:
+        mock.get(env.transactions_url, text=echo_authorization)
+        code, out, err = run(capsys, "get", env.transactions_url)
+    (token,) = env.provider.issued_tokens()
+    assert (code, out) == (1, "")
+    assert "answered 400" in err
+    assert f"{TOKEN_ECHO}Bearer ***" in err
+    assert token[:8] not in err
+
+
+def test_pull_error_never_shows_the_token_an_api_echoes(env, capsys):
+    with requests_mock.Mocker(real_http=True) as mock:
+        mock.get(env.statistics_url, text=echo_authorization)
+        code, _, err = run(capsys, "statistics", "--site", "25", "--since", "2024-01-01",
+                           "--until", "2024-01-02")
+    (token,) = env.provider.issued_tokens()
+    assert code == 1
+    assert f"{TOKEN_ECHO}***" in err
+    assert token[:8] not in err
+
+
+@pytest.mark.parametrize("command", ["get", "statistics"])
+def test_a_timeout_longer_than_a_day_is_a_usage_error(env, capsys, command):
+    """1e300 s would overflow the socket layer (OverflowError deep inside urllib3)."""
+    argv = {"get": ["get", env.statistics_url, *STATS_PARAMS],
+            "statistics": ["statistics", "--site", "25", "--since", "2024-01-01",
+                           "--until", "2024-01-02"]}[command]
+    code, out, err = run(capsys, *argv, "--timeout", "1e300")
+    assert (code, out) == (2, "")
+    assert "argument --timeout: must be a number of seconds > 0 and at most 86400" in err
+    assert env.provider.api_requests == 0
+
+
 def test_get_an_invalid_url_is_a_usage_error(env, capsys):
     code, _, err = run(capsys, "get", "not a url")
     assert code == 2
@@ -379,6 +530,29 @@ def test_transactions_bad_dates_exit_2_before_any_request(env, capsys, tmp_path)
     assert env.provider.api_requests == 0
     assert env.provider.token_requests == 0
     assert not target.exists()
+
+
+@pytest.mark.parametrize(
+    ("since", "message"),
+    [
+        ("0001-01-01T00:00:00+05:00", "start 0001-01-01 00:00:00+05:00 is out of range"),
+        ("1969-12-31", "start (1969-12-31 00:00:00 UTC) is before 1970-01-01"),
+    ],
+)
+def test_transactions_since_out_of_range_exits_2_with_the_message(env, capsys, since, message):
+    code, out, err = run(capsys, "transactions", "--site", "25", "--since", since,
+                         "--until", "2024-01-02")
+    assert (code, out) == (2, "")
+    assert err.startswith("advanced-auth: error: ")
+    assert message in err
+    assert env.provider.token_requests == 0
+
+
+def test_transactions_help_says_times_are_epoch_milliseconds(capsys):
+    _, out, _ = run(capsys, "transactions", "--help")
+    text = " ".join(out.split())
+    assert "epoch milliseconds" in text
+    assert "transactionDate, clickTime, updatedAt" in text
 
 
 def test_transactions_page_failure_exits_1_names_the_page_and_resume_completes(

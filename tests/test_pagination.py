@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
+import json
+import sys
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import requests_mock
+from requests.auth import AuthBase
 
 from requests_advanced_auth import ConfigurationError, PageError, TokenError
 from requests_advanced_auth.pagination import (
@@ -247,6 +250,150 @@ def test_transport_error_raises_page_error_with_the_cause():
     assert caught.value.status_code is None
 
 
+def test_statistics_server_that_ignores_page_stops_with_page_error_at_the_repeat():
+    """The same full page again and again: one page of rows, then PageError, never a loop."""
+    adapter = requests_mock.Adapter()
+    same = {"data": {"data": [{"date": "2024-01-01"}, {"date": "2024-01-02"}]}}
+    adapter.register_uri("GET", MOCK_STATS_URL, json=same)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    rows = iter_statistics(
+        session, site_id=25, start="2024-01-01", end="2024-01-02", page_size=2,
+        url=MOCK_STATS_URL,
+    )
+    got = []
+    with pytest.raises(PageError) as caught:
+        got.extend(itertools.islice(rows, 1000))  # bounded: a broken stop fails, not hangs
+    assert got == same["data"]["data"]
+    assert caught.value.page == 2
+    assert "page 2 repeats page 1 exactly: the server seems to ignore `page`" in str(caught.value)
+    assert adapter.call_count == 2
+
+
+def test_transactions_server_that_ignores_page_stops_with_page_error_at_the_repeat():
+    session, adapter = mocked_session(*[json_page(1, 5)] * 5)
+    rows = iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL)
+    got = []
+    with pytest.raises(PageError, match="seems to ignore `page`") as caught:
+        got.extend(rows)
+    assert len(got) == 2
+    assert caught.value.page == 2
+    assert adapter.call_count == 2
+
+
+def test_a_server_cycling_through_pages_stops_at_the_first_repeat():
+    """Pages 1, 2, 1, 2, ...: the third page repeats page 1; no endless pull."""
+    adapter = requests_mock.Adapter()
+    pages = [{"data": {"data": [{"date": f"2024-01-0{d}"}, {"date": f"2024-01-0{d + 1}"}]}}
+             for d in (1, 3)]
+    adapter.register_uri(
+        "GET", MOCK_STATS_URL,
+        json=lambda request, context: pages[(int(request.qs["page"][0]) - 1) % 2],
+    )
+    session = requests.Session()
+    session.mount("https://", adapter)
+    rows = iter_statistics(session, site_id=25, **YEAR, page_size=2, url=MOCK_STATS_URL)
+    got = []
+    with pytest.raises(PageError, match="page 3 repeats page 1 exactly") as caught:
+        got.extend(itertools.islice(rows, 1000))
+    assert len(got) == 4
+    assert caught.value.page == 3
+
+
+def test_a_resumed_pull_compares_pages_only_within_itself():
+    """The repeat check starts at start_page: nothing is compared with pages never fetched."""
+    session, _ = mocked_session(json_page(1, 3), json_page(2, 3), json_page(3, 3))
+    rows = list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL, start_page=2))
+    assert [r["transactionId"] for r in rows] == ["2-0", "2-1", "3-0", "3-1"]
+
+
+# -- no token in an error quoted from an answer ------------------------------------------
+
+TOKEN = "eyJhbGciOi.SECRET/ACCESS+TOKEN.sig"
+
+
+class StaticAuth(AuthBase):
+    """Sends a fixed Authorization value (a bearer header, or the raw token)."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __call__(self, request):
+        request.headers["Authorization"] = self.value
+        return request
+
+
+def echo_session(status: int, body, content_type: str = "application/json"):
+    """A session whose API answers ``body(authorization_header)`` with ``status``."""
+    adapter = requests_mock.Adapter()
+
+    def answer(request, context):
+        context.status_code = status
+        context.headers["Content-Type"] = content_type
+        return body(request.headers["Authorization"])
+
+    adapter.register_uri("GET", MOCK_URL, text=answer)
+    adapter.register_uri("GET", MOCK_STATS_URL, text=answer)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    return session
+
+
+ECHOES = {
+    "error answer": (400, lambda h: json.dumps({"error": "bad", "headers": {"auth": h}})),
+    "JSON-escaped slash": (
+        400, lambda h: json.dumps({"auth": h}).replace("/", "\\/"),
+    ),
+    "not JSON": (200, lambda h: f"<html>you sent {h}</html>"),
+    "JSON without the fields": (200, lambda h: json.dumps({"unexpected": True, "auth": h})),
+    "token cut by the excerpt": (400, lambda h: "x" * 190 + h),
+    "percent-encoded": (400, lambda h: "you sent " + requests.utils.quote(h, safe="")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ECHOES))
+@pytest.mark.parametrize("header", [f"Bearer {TOKEN}", TOKEN])
+def test_page_error_never_quotes_the_token_an_api_echoes(case, header):
+    status, body = ECHOES[case]
+    session = echo_session(status, body)
+    session.auth = StaticAuth(header)
+    with pytest.raises(PageError) as caught:
+        list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL))
+    message = str(caught.value)
+    assert TOKEN[:8] not in message
+    assert "***" in message
+    assert "SECRET" not in message
+
+
+def test_statistics_errors_never_quote_the_token_an_api_echoes():
+    session = echo_session(200, lambda h: json.dumps({"success": False, "errors": [h]}))
+    session.auth = StaticAuth(TOKEN)
+    with pytest.raises(PageError, match="answered errors") as caught:
+        list(iter_statistics(session, site_id=1, **YEAR, url=MOCK_STATS_URL))
+    assert TOKEN[:8] not in str(caught.value)
+    assert "['***']" in str(caught.value)
+
+
+def test_a_token_refused_then_replaced_is_scrubbed_too(sandbox):
+    """After the auth's re-send, both the first and the new token are kept out of the error."""
+    seen = []
+
+    def echo_every_header_so_far(request, context):
+        seen.append(request.headers["Authorization"])
+        return "you sent " + " then ".join(seen)
+
+    with requests_mock.Mocker(real_http=True) as mock:
+        mock.get(sandbox.transactions_url, status_code=401, text=echo_every_header_so_far)
+        with pytest.raises(PageError) as caught:
+            list(iter_transactions(
+                sandbox.auth(), site_ids=25, **YEAR, url=sandbox.transactions_url
+            ))
+    tokens = sandbox.provider.issued_tokens()
+    assert len(tokens) == 2
+    assert not any(token in str(caught.value) for token in tokens)
+    assert "you sent Bearer *** then Bearer ***" in str(caught.value)
+
+
 # -- parameters ----------------------------------------------------------------------------
 
 
@@ -271,6 +418,51 @@ def test_transport_error_raises_page_error_with_the_cause():
         ({"timeout": 0}, "timeout must be seconds > 0"),
         ({"status_id": ""}, "status_id must be an int or a non-empty string"),
         ({"url": "api.advanced-store.com/x"}, "url must be an absolute http"),
+        # bytes iterate as numbers: b"25" would be sent as siteIds=50,53
+        ({"site_ids": b"25"}, "site_ids must be a site id or a list of them, got bytes"),
+        ({"site_ids": bytearray(b"25")}, "got bytearray"),
+        ({"site_ids": [b"25"]}, "site ids are positive integers"),
+        ({"site_ids": [25.0]}, "site ids are positive integers"),
+        # more digits than Python converts (and than any real site id has)
+        ({"site_ids": "9" * 5000}, r"at most 18 digits, got '9999.*'… \(5000 characters\)"),
+        ({"site_ids": 10**5000}, r"at most 18 digits, got an int of about 5001 digits"),
+        ({"site_ids": 10**18}, r"site ids have at most 18 digits, got 1000000000000000000"),
+        ({"program_id": 10**5000}, r"program_id has at most 18 digits"),
+        ({"program_id": "9" * 5000}, r"program_id has at most 18 digits"),
+        # the API takes epoch seconds >= 0: nothing before 1970 can be asked for
+        ({"start": "0001-01-01"}, r"start \(0001-01-01 00:00:00 UTC\) is before 1970-01-01"),
+        ({"start": dt.datetime(1969, 12, 31, 23, 59, 59)}, "start .* is before 1970-01-01"),
+        ({"start": dt.date(1900, 1, 1), "end": dt.date(1960, 1, 1)}, "is before 1970-01-01"),
+        # UTC conversion past datetime's own range
+        (
+            {"start": dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5)))},
+            r"start 0001-01-01 00:00:00\+05:00 is out of range: in UTC it falls before year 1",
+        ),
+        (
+            {"end": dt.datetime.max.replace(tzinfo=dt.timezone(dt.timedelta(hours=-5)))},
+            "end 9999-12-31 23:59:59.999999-05:00 is out of range: in UTC it falls after",
+        ),
+        # a date with an offset but no time ("+" is read as the time separator otherwise)
+        ({"end": "2024-01-31+05:00"}, "end must be a date YYYY-MM-DD or an ISO 8601 date and"),
+        ({"end": "2024-01-31Z"}, "end must be a date YYYY-MM-DD"),
+        ({"end": "2024-01-31x12:00"}, "end must be a date YYYY-MM-DD"),
+        ({"end": "2024-W05"}, "end '2024-W05' is a week, not a day"),
+        ({"timeout": (1,)}, r"timeout must be seconds > 0 or a \(connect, read\) pair"),
+        ({"timeout": (1, 2, 3)}, "timeout must be seconds > 0"),
+        ({"timeout": [1, 2]}, "timeout must be seconds > 0"),
+        ({"timeout": (None, 5)}, "timeout must be seconds > 0"),
+        ({"timeout": None}, "timeout must be seconds > 0"),
+        ({"timeout": float("nan")}, "timeout must be seconds > 0"),
+        ({"timeout": float("inf")}, "timeout must be at most 86400 seconds"),
+        ({"timeout": 1e300}, "at most 86400"),
+        ({"timeout": 10**400}, "at most 86400"),
+        ({"timeout": (5, 10**400)}, "at most 86400"),
+        ({"url": "http://[::1"}, r"url is not a valid URL \(Invalid IPv6 URL\): 'http://\[::1'"),
+        ({"url": "http://127.0.0.1:99999/x"}, "url has an invalid port"),
+        ({"url": "http://127.0.0.1:0/x"}, "url has an invalid port"),
+        ({"url": "http://127.0.0.1:http/x"}, "url has an invalid port"),
+        ({"url": "ftp://127.0.0.1/x"}, "url must be an absolute http"),
+        ({"url": b"http://127.0.0.1/"}, "url must be a string, got bytes"),
     ],
 )
 def test_transactions_bad_parameters_fail_before_any_request(sandbox, options, message):
@@ -290,6 +482,12 @@ def test_transactions_bad_parameters_fail_before_any_request(sandbox, options, m
         ({"page_size": 101}, "page_size must be an int 1..100"),
         ({"start": "2024-03-01", "end": "2024-02-29"}, r"end \(2024-02-29\) is before start"),
         ({"end": "31.12.2024"}, "end must be a date YYYY-MM-DD"),
+        ({"site_id": "9" * 5000}, "site_ids have at most 18 digits"),
+        ({"site_id": b"25"}, "site_ids are positive integers"),
+        ({"end": "2024-12-31+05:00"}, "end must be a date YYYY-MM-DD"),
+        ({"timeout": (1,)}, "timeout must be seconds > 0"),
+        ({"url": "http://[::1"}, "url is not a valid URL"),
+        ({"url": "https://api.example.test:99999/function/api/statistics"}, "invalid port"),
     ],
 )
 def test_statistics_bad_parameters_fail_before_any_request(sandbox, options, message):
@@ -336,6 +534,51 @@ def test_transactions_dates_become_epoch_seconds(start, end, expected):
     assert "dateRangeType" not in query
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="fromisoformat reads these from 3.11")
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [("20240101", "20240131"), ("2024-W01-1", "2024-W05-3"), ("2024W011", "2024W053")],
+)
+def test_a_date_in_any_iso_spelling_is_the_whole_utc_day(start, end):
+    """"20240131" (basic ISO, read by Python 3.11) as end includes that day, like "2024-01-31"."""
+    session, adapter = mocked_session(json_page(1, 1))
+    list(iter_transactions(session, site_ids=7, start=start, end=end, url=MOCK_URL))
+    query = query_of(adapter)
+    assert (query["startDate"], query["endDate"]) == ("1704067200", "1706745599")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="fromisoformat reads these from 3.11")
+def test_a_basic_iso_date_and_time_is_exact():
+    session, adapter = mocked_session(json_page(1, 1))
+    list(iter_transactions(
+        session, site_ids=7, start="20240101T120000", end="20240101T1300Z", url=MOCK_URL
+    ))
+    query = query_of(adapter)
+    assert (query["startDate"], query["endDate"]) == ("1704110400", "1704114000")
+
+
+def test_a_date_and_time_may_be_separated_by_t_or_a_space():
+    session, adapter = mocked_session(json_page(1, 1))
+    list(iter_transactions(
+        session, site_ids=7, start="2024-01-01 12:00:00", end="2024-01-01t13:00:00+00:00",
+        url=MOCK_URL,
+    ))
+    query = query_of(adapter)
+    assert (query["startDate"], query["endDate"]) == ("1704110400", "1704114000")
+
+
+def test_site_ids_with_leading_zeros_are_sent_as_numbers():
+    session, adapter = mocked_session(json_page(1, 1))
+    list(iter_transactions(session, site_ids=["0" * 5000 + "25", "007"], **YEAR, url=MOCK_URL))
+    assert query_of(adapter)["siteIds"] == "25,7"
+
+
+def test_the_first_second_of_1970_is_a_valid_start():
+    session, adapter = mocked_session(json_page(1, 1))
+    list(iter_transactions(session, site_ids=7, start="1970-01-01", end=0, url=MOCK_URL))
+    assert (query_of(adapter)["startDate"], query_of(adapter)["endDate"]) == ("0", "0")
+
+
 def test_statistics_dates_are_days_and_the_format_is_json():
     adapter = requests_mock.Adapter()
     adapter.register_uri("GET", MOCK_STATS_URL, json={"data": {"data": []}, "success": True})
@@ -371,6 +614,20 @@ def test_api_urls():
     )
     with pytest.raises(ConfigurationError, match="absolute http"):
         api_urls("127.0.0.1:8765")
+
+
+@pytest.mark.parametrize(
+    ("api_url", "message"),
+    [
+        ("http://[::1", r"the API URL is not a valid URL \(Invalid IPv6 URL\)"),
+        ("http://127.0.0.1:99999", "the API URL has an invalid port"),
+        ("ftp://x", "the API URL must be an absolute http"),
+        ("http://", "the API URL must be an absolute http"),
+    ],
+)
+def test_api_urls_rejects_a_malformed_url(api_url, message):
+    with pytest.raises(ConfigurationError, match=message):
+        api_urls(api_url)
 
 
 def test_api_urls_match_the_sandbox(sandbox):
