@@ -122,10 +122,10 @@ class _HostRule:
                     f"allowed_hosts entry {entry!r:.60} looks like an IPv6 address: write it in "
                     "brackets, as in URLs: '[::1]' or '[::1]:8080'"
                 )
-            parts = urlsplit("//" + entry.strip())
             try:
+                parts = urlsplit("//" + entry.strip())
                 port = parts.port
-            except ValueError:
+            except ValueError:  # "[::1" (unclosed), a port out of range or not a number
                 port = None
                 parts = urlsplit("")
             if not parts.hostname or parts.path or parts.query:
@@ -610,7 +610,16 @@ class AdvancedAuth(ClientCredentialsAuth):
 
 def api_url_options(api_url: str) -> dict[str, Any]:
     """``allowed_hosts`` and ``header_styles`` for one server that hosts both APIs."""
-    base = _prepared_url(api_url).rstrip("/")
+    problem = ConfigurationError(
+        "ADVANCED_STORE_API_URL must be an http(s) URL with a host, such as "
+        f"http://127.0.0.1:8765, got {api_url!r:.200}"
+    )
+    try:
+        base = _prepared_url(api_url).rstrip("/")
+    except ConfigurationError:
+        raise problem from None
+    if _origin_key(base) is None or urlsplit(base).scheme not in ("http", "https"):
+        raise problem
     return {
         "allowed_hosts": [urlsplit(base).netloc],
         "header_styles": {base + STATISTICS_PATH: "raw", base + "/": "bearer"},

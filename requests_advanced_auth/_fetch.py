@@ -139,7 +139,8 @@ def check_token_url(url: Any) -> str:
         )
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        if parts.port == 0:  # raises ValueError itself for a port out of range
+            raise ValueError("port 0 cannot be connected to")
     except ValueError as exc:
         raise ConfigurationError(f"token_url {url!r:.200} is not a valid URL: {exc}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:

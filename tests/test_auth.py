@@ -1053,6 +1053,12 @@ def test_from_env_names_the_missing_variable(missing, value):
     assert SECRET not in str(info.value)
 
 
+@pytest.mark.parametrize("api_url", ["ftp://x.example", "http://", "file:///tmp", "http://h:99999"])
+def test_from_env_refuses_an_api_url_that_is_not_http_with_a_host(api_url):
+    with pytest.raises(ConfigurationError, match="ADVANCED_STORE_API_URL"):
+        AdvancedAuth.from_env({**ENV, "ADVANCED_STORE_API_URL": api_url})
+
+
 def test_from_env_reads_os_environ_by_default(monkeypatch):
     monkeypatch.setenv("ADVANCED_STORE_CLIENT_ID", CLIENT_ID)
     monkeypatch.setenv("ADVANCED_STORE_CLIENT_SECRET", SECRET)
