@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import json
 import logging
 import pickle
@@ -462,26 +463,45 @@ def test_api_refusing_every_token_gets_one_resend_per_request(sandbox):
 
 
 def test_64_threads_with_a_revocation_mid_run_cost_one_token_request(sandbox):
+    """Every token is revoked while the threads keep sending: once a third of all requests
+    have been answered, a revoker thread (woken by a response hook) revokes, and requests in
+    flight meet the 401 as it happens."""
     auth = sandbox.auth()
-    threads, before, after = 64, 2, 3
-    halfway = threading.Barrier(threads, action=sandbox.provider.revoke_all)
+    threads, per_thread = 64, 6
+    answered = itertools.count(1)
+    third = threading.Event()
+    revoked = threading.Event()
+
+    def count(response, **kwargs):
+        if next(answered) == threads * per_thread // 3:
+            third.set()
+        return response
+
+    def revoker() -> None:
+        if third.wait(TIMEOUT):
+            sandbox.provider.revoke_all()
+            revoked.set()
+
     sessions = [requests.Session() for _ in range(threads)]
-
-    def work(i: int) -> list[requests.Response]:
-        answers = [get(sandbox, auth, sessions[i]) for _ in range(before)]
-        halfway.wait(TIMEOUT)  # the last thread to arrive revokes every token
-        return answers + [get(sandbox, auth, sessions[i]) for _ in range(after)]
-
+    for s in sessions:
+        s.hooks["response"].append(count)
+    reviser = threading.Thread(target=revoker)
+    reviser.start()
     try:
-        results = run_threads(threads, work)
+        results = run_threads(
+            threads, lambda i: [get(sandbox, auth, sessions[i]) for _ in range(per_thread)]
+        )
     finally:
+        third.set()
+        reviser.join(TIMEOUT)
         for s in sessions:
             s.close()
+    assert revoked.is_set()
     errors = [r for r in results if isinstance(r, BaseException)]
     assert errors == []
-    answers = [a for per_thread in results for a in per_thread]
-    assert [a.status_code for a in answers] == [200] * threads * (before + after)
-    assert sandbox.provider.token_requests == 2
+    answers = [a for per_thread_answers in results for a in per_thread_answers]
+    assert [a.status_code for a in answers] == [200] * threads * per_thread
+    assert sandbox.provider.token_requests == 2  # the first token, and ONE after revoking
     absorbed = sum(len(a.history) for a in answers)
     assert absorbed == sandbox.provider.unauthorized >= 1
 
