@@ -28,6 +28,17 @@ under ``/_sandbox/`` (``state``, ``config``, ``fail``, ``revoke``, ``reset``) th
 authentication: it exists for tests and the sandbox listens on loopback (never pass another
 ``host`` on a shared network).
 
+401 answers of both APIs. The specification asks for ``WWW-Authenticate: Bearer
+error="invalid_token"`` for a missing, unknown, expired or revoked token, or one whose
+audience does not cover the API; RFC 6750 §3.1 adds that a request without any credentials
+SHOULD NOT get an error code. So the challenge depends on whether a token was sent:
+
+- no token at all (no ``Authorization`` header; on transactions also a scheme other than
+  ``Bearer``, which RFC 6750 §3.1 counts as no authentication): ``Bearer realm="sandbox"``;
+- a token that was sent and refused (unknown, expired, revoked, wrong audience; on
+  statistics also ``Bearer <token>`` instead of the raw token): ``Bearer realm="sandbox",
+  error="invalid_token", error_description="<why>"``, the same text as in the JSON body.
+
 Assumptions where the provider's documentation is silent (the real service may differ):
 
 - Token endpoint: "both client authentication methods at once" means a Basic header plus a
@@ -44,7 +55,8 @@ Assumptions where the provider's documentation is silent (the real service may d
   whose ``transactionDate`` falls on it (UTC); ``totalRevokedCommission`` is null on days
   without revoked transactions; days outside 2024, unknown sites and unknown programs have
   no rows. Either audience (``api.ad4mat.net`` or ``api.advanced-store.com``) is accepted.
-  Its 401 answers carry no ``WWW-Authenticate``: the raw-token scheme has no challenge.
+  Its 401 answers carry the same ``Bearer`` challenges as transactions, although the header
+  it reads holds the raw token (the documentation shows no 401 of this API).
 - Data exists for calendar year 2024 (UTC) only, sites 25, 26, 27 and eight programs.
 """
 
@@ -282,6 +294,20 @@ def _oauth_error_response(exc: _OAuthError) -> SandboxResponse:
     return _json_response(exc.status, payload, _TOKEN_CONTENT_TYPE, headers)
 
 
+def _bearer_challenge(problem: str | None = None) -> tuple[str, str]:
+    """The ``WWW-Authenticate`` header of an API's 401 (RFC 6750 §3).
+
+    Without credentials (``problem`` None) the challenge is bare: §3.1 says a server SHOULD
+    NOT give an error code to a request that carried no authentication. A token that was
+    sent but refused gets ``error="invalid_token"`` and ``problem`` as its description
+    (which therefore must not contain ``"`` or ``\\``, §3's charset).
+    """
+    challenge = f'Bearer realm="{REALM}"'
+    if problem is not None:
+        challenge += f', error="invalid_token", error_description="{problem}"'
+    return ("WWW-Authenticate", challenge)
+
+
 def _lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
     lowered: dict[str, str] = {}
     for name, value in headers.items():
@@ -511,8 +537,16 @@ class SandboxProvider:
 
     Knobs: ``token_lifetime``, ``token_latency``, ``api_latency`` (seconds),
     ``token_overrides`` (merged into every token answer until cleared; a None value
-    removes the key), :meth:`fail_next`, :meth:`revoke_all`. Counters are read-only
-    properties; :meth:`reset_counters` zeroes them, :meth:`reset` also clears the knobs.
+    removes the key), ``on_token_request`` (see below), :meth:`fail_next`,
+    :meth:`revoke_all`. Counters are read-only properties; :meth:`reset_counters` zeroes
+    them, :meth:`reset` also clears the knobs.
+
+    ``on_token_request``, if set, is called with no arguments by every POST to the token
+    endpoint, in the thread serving it, while it counts as in progress (see
+    :attr:`max_concurrent_token_requests`) and before it is answered (before
+    ``token_latency``; a :meth:`fail_next` failure is already assigned to it). Tests hold
+    token requests there instead of sleeping, e.g. ``provider.on_token_request =
+    barrier.wait``. An exception it raises becomes a 500 answer.
     """
 
     def __init__(
@@ -530,6 +564,7 @@ class SandboxProvider:
         self._token_latency = 0.0
         self._api_latency = 0.0
         self.token_overrides: dict[str, Any] = {}
+        self.on_token_request: Callable[[], object] | None = None
         self._clients: dict[str, _Client] = {}
         self._tokens: dict[str, _Token] = {}
         self._failures: deque[_Failure] = deque()
@@ -633,6 +668,7 @@ class SandboxProvider:
             self.token_overrides.clear()  # in place: callers may hold the dict
             self._token_lifetime = self._initial_lifetime
             self._token_latency = self._api_latency = 0.0
+            self.on_token_request = None
         self.reset_counters()
 
     # -- counters ---------------------------------------------------------------------
@@ -714,7 +750,10 @@ class SandboxProvider:
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
             latency = self._token_latency
             failure = self._failures.popleft() if self._failures else None
+            hook = self.on_token_request
         try:
+            if hook is not None:
+                hook()
             if latency:
                 time.sleep(latency)
             if failure is not None:
@@ -936,17 +975,14 @@ class SandboxProvider:
             return _json_response(
                 401,
                 {"error": "unauthorized", "error_description": message},
-                headers=[("WWW-Authenticate", f'Bearer realm="{REALM}"')],
+                headers=[_bearer_challenge()],
             )
         problem = self._token_problem(token.strip(), TRANSACTIONS_AUDIENCES)
         if problem is not None:
-            challenge = (
-                f'Bearer realm="{REALM}", error="invalid_token", error_description="{problem}"'
-            )
             return _json_response(
                 401,
                 {"error": "invalid_token", "error_description": problem},
-                headers=[("WWW-Authenticate", challenge)],
+                headers=[_bearer_challenge(problem)],
             )
         try:
             payload = self._transactions_page(query)
@@ -1009,20 +1045,23 @@ class SandboxProvider:
         }
 
     def _statistics(self, headers: dict[str, str], query: dict[str, list[str]]) -> SandboxResponse:
-        def failure(status: int, message: str) -> SandboxResponse:
+        def failure(
+            status: int, message: str, challenge: Sequence[tuple[str, str]] = ()
+        ) -> SandboxResponse:
             payload = {"data": None, "errors": [{"message": message}], "success": False}
-            return _json_response(status, payload, _STATISTICS_CONTENT_TYPE)
+            return _json_response(status, payload, _STATISTICS_CONTENT_TYPE, challenge)
 
         token = headers.get("authorization", "").strip()
         if not token:
-            return failure(401, "The request carries no access token.")
+            return failure(401, "The request carries no access token.", [_bearer_challenge()])
         if " " in token:
             # The provider documents `authorization: <token>`; be strict so a client sending
-            # `Bearer <token>` here is caught by tests.
-            return failure(401, "Send the raw access token, without 'Bearer'.")
+            # `Bearer <token>` here is caught by tests. A token was sent: invalid_token.
+            message = "Send the raw access token, without 'Bearer'."
+            return failure(401, message, [_bearer_challenge(message)])
         problem = self._token_problem(token, STATISTICS_AUDIENCES)
         if problem is not None:
-            return failure(401, problem)
+            return failure(401, problem, [_bearer_challenge(problem)])
         try:
             page = _int_param(query, "page", minimum=1)
             size = _int_param(

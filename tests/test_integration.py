@@ -19,10 +19,16 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
-from _helpers import run_threads
+from _helpers import CountingLock, run_threads
 from _servers import Answer, FrontServer, Seen, record_requests, sandbox_verdict
 
-from requests_advanced_auth import AdvancedAuth, InvalidClientError, OAuthError
+from requests_advanced_auth import (
+    AdvancedAuth,
+    InvalidClientError,
+    MemoryTokenCache,
+    OAuthError,
+    Token,
+)
 from requests_advanced_auth.sandbox import TOKEN_PATH, Sandbox
 
 TX_PARAMS = {"page": 1, "size": 5, "siteIds": "25", "startDate": 1704067200,
@@ -283,8 +289,12 @@ def test_revoked_token_costs_one_absorbed_401(sandbox, session):
 
 
 def test_twenty_threads_on_a_cold_cache_make_one_token_request(sandbox):
-    sandbox.provider.token_latency = 0.2  # the sandbox answers slowly; the threads pile up
     auth = sandbox.auth()
+    # The sandbox holds the token request until all 20 callers are in the auth's single
+    # flight (the leader that is fetching and 19 waiting), so they do overlap.
+    flight = auth._flight._guard = CountingLock()
+    overlapped: list[bool] = []
+    sandbox.provider.on_token_request = lambda: overlapped.append(flight.wait_for(20))
 
     def call(i: int) -> tuple[int, str]:
         with requests.Session() as s:
@@ -293,6 +303,7 @@ def test_twenty_threads_on_a_cold_cache_make_one_token_request(sandbox):
         return answer.status_code, token_of(answer)
 
     results = run_threads(20, call)
+    assert overlapped == [True]
     assert len(set(results)) == 1, results
     assert results[0][0] == 200
     assert sandbox.provider.token_requests == 1
@@ -322,6 +333,51 @@ def test_twenty_threads_seeing_the_same_revocation_make_one_more_token_request(s
     assert token_of(results[0]) != token_of(warm[0])
     absorbed = sum(len(r.history) for r in results)
     assert absorbed == sandbox.provider.unauthorized >= 1
+
+
+def test_a_revocation_between_issuing_and_storing_a_refreshed_token_reaches_no_caller(
+    make_sandbox, clock
+):
+    """Revoked after the sandbox issued the next token, before the auth stored it."""
+    sb = make_sandbox(token_lifetime=40)  # refresh-ahead from 30 s on
+    armed: list[bool] = []
+    revoking = threading.Event()
+    flight = CountingLock()
+    waited: list[bool] = []
+
+    class RevokingCache(MemoryTokenCache):
+        """Revokes at the sandbox while the refreshed token is on its way into the store."""
+
+        def set(self, key: str, token: Token) -> None:
+            if armed:
+                armed.pop()
+                sb.provider.revoke_all()  # the old token and the one just issued
+                revoking.set()
+                # Store only once the other caller, refused meanwhile, waits in the flight
+                # (entries: this refresh, the caller passing the running refresh, its 401).
+                waited.append(flight.wait_for(3))
+            super().set(key, token)
+
+    auth = sb.auth(clock=clock, cache=RevokingCache())
+    first = auth.get_token().access_token
+    auth._flight._guard = flight  # counts from here on
+    clock.advance(31)  # stale: the next caller fetches the next token
+    armed.append(True)
+    refreshing: list[requests.Response] = []
+    thread = threading.Thread(target=lambda: refreshing.append(
+        requests.get(sb.transactions_url, params=TX_PARAMS, auth=auth, timeout=TIMEOUT)))
+    thread.start()
+    try:
+        assert revoking.wait(TIMEOUT)
+        other = requests.get(sb.transactions_url, params=TX_PARAMS, auth=auth, timeout=TIMEOUT)
+    finally:
+        thread.join(TIMEOUT)
+    assert waited == [True]
+    assert token_of(other.history[0]) == first  # sent with the token still current
+    assert other.status_code == 200
+    assert [r.status_code for r in other.history] == [401, 401]
+    assert refreshing[0].status_code == 200
+    assert sb.provider.token_requests == 3  # the first, the refresh, one for the revocation
 
 
 # -- redirects -----------------------------------------------------------------------------------

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,14 +37,27 @@ def test_readme_pytest_plugin_snippet(pytester: pytest.Pytester) -> None:
     pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
-def test_readme_cli_recipe_runs(tmp_path: Path) -> None:
-    """The shell recipe of 'Command line' runs as written (on a free port) and exits 0."""
-    import os
-    import shutil
-    import socket
-    import subprocess
-    import sys
+def path_without(tmp_path: Path, program: str, path: str) -> str:
+    """``path`` as seen by a machine without ``program``: one directory of links to the rest."""
+    mirror = tmp_path / f"path-without-{program}"
+    mirror.mkdir()
+    for directory in path.split(os.pathsep):
+        if not directory or not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            target = mirror / entry.name
+            if entry.name != program and not os.path.lexists(target):
+                target.symlink_to(entry.path)
+    return str(mirror)
 
+
+@pytest.mark.parametrize("curl", ["as installed", "missing"])
+def test_readme_cli_recipe_runs(tmp_path: Path, curl: str) -> None:
+    """The shell recipe of 'Command line' runs as written (on a free port) and exits 0.
+
+    Without curl (a machine with only Python) it runs without its curl line and the rest
+    is still checked; the "missing" case hides curl from PATH to run exactly that.
+    """
     (recipe,) = re.findall(
         r"```bash\n(advanced-auth sandbox.*?)```", README.read_text(encoding="utf-8"), re.S
     )
@@ -50,12 +68,23 @@ def test_readme_cli_recipe_runs(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADVANCED_STORE_")}
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    script = "set -e\n" + recipe.replace("8765", str(port))
+    rest = env.get("PATH", os.defpath)
+    if curl == "missing":
+        rest = path_without(tmp_path, "curl", rest)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{rest}"
+    has_curl = shutil.which("curl", path=env["PATH"]) is not None
+    assert not (curl == "missing" and has_curl)
+    lines = recipe.splitlines(keepends=True)
+    curl_lines = [line for line in lines if line.startswith("curl ")]
+    assert len(curl_lines) == 1  # the one line this test may drop
+    if not has_curl:
+        lines.remove(curl_lines[0])
+    script = "set -e\n" + "".join(lines).replace("8765", str(port))
     done = subprocess.run(
         ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "january.csv").read_text().startswith("transactionDate,")
-    assert '"totalEntries"' in done.stdout
+    assert (tmp_path / "statistics.csv").read_text().startswith("date,")
+    assert ('"totalEntries"' in done.stdout) == has_curl  # curl's output: one page of JSON

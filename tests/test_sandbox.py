@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import csv
 import http.client
 import io
+import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote_plus
 
 import pytest
 import requests
-from _helpers import child_process, read_exports
+from _helpers import WAIT, child_process, read_exports, run_threads
 
+from requests_advanced_auth import sandbox as sandbox_module
 from requests_advanced_auth.sandbox import (
     STATISTICS_COLUMNS,
     Sandbox,
@@ -223,6 +228,98 @@ def test_provider_handles_requests_without_sockets_and_ignores_header_case():
     assert stats.status == 200
     assert len(stats.json()["data"]["data"]) == 3
     assert provider.handle("GET", "/nowhere", "", {}, b"").status == 404
+
+
+# -- independence: the oracle shares no code with the package ------------------------------
+
+SANDBOX_PY = Path(sandbox_module.__file__ or "")
+
+
+def is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def imports_in(node: ast.AST, scope: tuple[str, ...] = ()) -> Iterator[tuple[str, tuple[str, ...]]]:
+    """(imported module, scope) for every import under ``node``.
+
+    The scope is the path of enclosing classes and functions, with "TYPE_CHECKING" for an
+    ``if TYPE_CHECKING:`` block (read by type checkers, never run); () is run at import.
+    A relative import is named by its dots, e.g. "." or ".._auth".
+    """
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            yield from imports_in(child, (*scope, child.name))
+        elif isinstance(child, ast.If) and is_type_checking(child.test):
+            for statement in child.body:
+                yield from imports_in(ast.Module([statement], []), (*scope, "TYPE_CHECKING"))
+            for statement in child.orelse:
+                yield from imports_in(ast.Module([statement], []), scope)
+        elif isinstance(child, ast.Import):
+            yield from ((alias.name, scope) for alias in child.names)
+        elif isinstance(child, ast.ImportFrom):
+            yield "." * child.level + (child.module or ""), scope
+        else:
+            yield from imports_in(child, scope)
+
+
+SANDBOX_IMPORTS = list(imports_in(ast.parse(SANDBOX_PY.read_text(encoding="utf-8"))))
+# The only imports of the package: Sandbox.auth() builds a client when called, and the
+# annotation of its return type (a TYPE_CHECKING import, which never runs).
+ALLOWED_PACKAGE_IMPORTS = [
+    ("requests_advanced_auth", ("TYPE_CHECKING",)),
+    ("requests_advanced_auth", ("Sandbox", "auth")),
+]
+
+
+def test_sandbox_imports_the_package_only_lazily_inside_sandbox_auth():
+    assert len(SANDBOX_IMPORTS) > 20  # the walk does see the module's imports
+    own = [
+        (name, scope)
+        for name, scope in SANDBOX_IMPORTS
+        if name.startswith(".") or name.split(".")[0] == "requests_advanced_auth"
+    ]
+    assert own == ALLOWED_PACKAGE_IMPORTS
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names is 3.10+")
+def test_sandbox_imports_only_standard_library_modules():
+    others = [
+        (name, scope)
+        for name, scope in SANDBOX_IMPORTS
+        if (name, scope) not in ALLOWED_PACKAGE_IMPORTS
+        and name.split(".")[0] not in sys.stdlib_module_names  # type: ignore[attr-defined]
+    ]
+    assert others == []
+
+
+STANDALONE = """
+import importlib.util, json, sys, urllib.parse, urllib.request
+spec = importlib.util.spec_from_file_location("standalone_sandbox", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+with module.Sandbox() as sb:
+    form = {"grant_type": "client_credentials", "client_id": sb.client_id,
+            "client_secret": sb.client_secret, "audience": "api.ad4mat.net"}
+    body = urllib.parse.urlencode(form).encode()
+    answer = json.load(urllib.request.urlopen(sb.token_url, body, timeout=10))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("requests_advanced_auth", "requests"))
+print(json.dumps({"token_type": answer["token_type"], "loaded": loaded}))
+"""
+
+
+def test_sandbox_py_serves_tokens_on_a_python_without_site_packages():
+    """Loaded by path with -S (no site-packages, so nothing but the standard library)."""
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", STANDALONE, str(SANDBOX_PY)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == {"token_type": "bearer", "loaded": []}
 
 
 # -- token endpoint ------------------------------------------------------------------------
@@ -543,18 +640,16 @@ def test_transactions_page_size_1000_is_allowed(sb, token):
     assert len(get_transactions(sb, token, size=1000).json()["transactionDataList"]) == 1000
 
 
-def test_transactions_without_authorization_get_a_bare_bearer_challenge(sb):
-    answer = requests.get(sb.transactions_url, params=tx_params(), timeout=TIMEOUT)
-    assert answer.status_code == 401
-    assert answer.headers["WWW-Authenticate"] == 'Bearer realm="sandbox"'
-
-
-def test_transactions_reject_a_raw_token_without_bearer(sb, token):
+def test_transactions_reject_a_raw_token_without_bearer_with_a_bare_challenge(sb, token):
+    """RFC 6750 §3.1 counts an unsupported scheme as no authentication: no error code."""
     answer = requests.get(
         sb.transactions_url, params=tx_params(), headers={"Authorization": token}, timeout=TIMEOUT
     )
     assert answer.status_code == 401
-    assert answer.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert answer.headers["WWW-Authenticate"] == 'Bearer realm="sandbox"'
+    assert answer.json()["error_description"] == (
+        "Send Authorization: Bearer <token> (RFC 6750 §2.1)."
+    )
 
 
 def test_transactions_accept_the_bearer_scheme_in_any_case(sb, token):
@@ -567,20 +662,13 @@ def test_transactions_accept_the_bearer_scheme_in_any_case(sb, token):
     assert answer.status_code == 200
 
 
-def test_transactions_reject_an_unknown_token_with_invalid_token(sb):
-    answer = get_transactions(sb, "sbx_unknown")
-    assert answer.status_code == 401
-    challenge = answer.headers["WWW-Authenticate"]
-    assert 'error="invalid_token"' in challenge
-    assert "error_description=" in challenge
-    assert answer.json()["error"] == "invalid_token"
-
-
 @pytest.mark.parametrize("audience", ["api.ad4mat.net", ""])
 def test_transactions_require_the_advanced_store_audience(sb, audience):
     answer = get_transactions(sb, get_token(sb, audience))
     assert answer.status_code == 401
-    assert "api.advanced-store.com" in answer.headers["WWW-Authenticate"]
+    assert answer.headers["WWW-Authenticate"] == invalid_token(
+        "The access token is not valid for audience api.advanced-store.com."
+    )
 
 
 def test_transactions_accept_only_get(sb, token):
@@ -698,7 +786,7 @@ def test_statistics_accept_size_100(sb, token):
     assert get_statistics(sb, token, size=100).status_code == 200
 
 
-def test_statistics_reject_a_bearer_token(sb, token):
+def test_statistics_reject_a_bearer_token_with_invalid_token(sb, token):
     answer = requests.get(
         sb.statistics_url,
         params=stats_params(),
@@ -707,21 +795,96 @@ def test_statistics_reject_a_bearer_token(sb, token):
     )
     assert answer.status_code == 401
     assert answer.json()["success"] is False
-
-
-@pytest.mark.parametrize("token_value", [None, "sbx_unknown"])
-def test_statistics_reject_missing_or_unknown_tokens(sb, token_value):
-    headers = {} if token_value is None else {"authorization": token_value}
-    answer = requests.get(
-        sb.statistics_url, params=stats_params(), headers=headers, timeout=TIMEOUT
-    )
-    assert answer.status_code == 401
+    message = "Send the raw access token, without 'Bearer'."
+    assert answer.json()["errors"] == [{"message": message}]
+    assert answer.headers["WWW-Authenticate"] == invalid_token(message)
 
 
 def test_statistics_accept_either_audience_but_require_one(sb):
     assert get_statistics(sb, get_token(sb, "api.ad4mat.net")).status_code == 200
     assert get_statistics(sb, get_token(sb, "api.advanced-store.com")).status_code == 200
     assert get_statistics(sb, get_token(sb, "")).status_code == 401
+
+
+# -- 401 challenges of both APIs (RFC 6750 §3) ---------------------------------------------
+
+
+def invalid_token(description: str) -> str:
+    return f'Bearer realm="sandbox", error="invalid_token", error_description="{description}"'
+
+
+def api_get(sandbox, api, token):
+    """GET one page of ``api`` with ``token`` in that API's header style (None: no header)."""
+    if api == "transactions":
+        url, params, value = sandbox.transactions_url, tx_params(size=1), f"Bearer {token}"
+    else:
+        url, params, value = sandbox.statistics_url, stats_params(), token
+    headers = {} if token is None else {"Authorization": value}
+    return requests.get(url, params=params, headers=headers, timeout=TIMEOUT)
+
+
+def error_description(api, answer):
+    """The error text of a 401 body: RFC 6750 style on transactions, errors[] on statistics."""
+    payload = answer.json()
+    if api == "transactions":
+        assert payload["error"] in ("invalid_token", "unauthorized")
+        return payload["error_description"]
+    assert (payload["data"], payload["success"]) == (None, False)
+    (error,) = payload["errors"]
+    return error["message"]
+
+
+@pytest.mark.parametrize("api", ["transactions", "statistics"])
+def test_a_request_without_a_token_gets_a_bare_bearer_challenge(sb, api):
+    """RFC 6750 §3.1: no credentials at all, so no error code in the challenge."""
+    answer = api_get(sb, api, None)
+    assert answer.status_code == 401
+    assert answer.headers["WWW-Authenticate"] == 'Bearer realm="sandbox"'
+    assert error_description(api, answer) == "The request carries no access token."
+
+
+def rejected_token(sandbox, clock, case):
+    """A token the APIs refuse: unknown, expired, revoked, or for no audience they accept."""
+    if case == "unknown":
+        return "sbx_unknown"
+    if case == "audience":
+        return get_token(sandbox, "")  # a token for no audience at all
+    token = get_token(sandbox)
+    assert api_get(sandbox, "transactions", token).status_code == 200
+    assert api_get(sandbox, "statistics", token).status_code == 200
+    if case == "expired":
+        clock.now += sandbox.provider.token_lifetime
+    else:
+        sandbox.provider.revoke_all()
+    return token
+
+
+@pytest.mark.parametrize("api", ["transactions", "statistics"])
+@pytest.mark.parametrize(
+    ("case", "description"),
+    [
+        ("unknown", "The access token is unknown."),
+        ("expired", "The access token expired."),
+        ("revoked", "The access token was revoked."),
+        ("audience", "The access token is not valid for audience {audiences}."),
+    ],
+    ids=["unknown", "expired", "revoked", "audience"],
+)
+def test_a_rejected_token_gets_an_invalid_token_challenge(api, case, description):
+    """RFC 6750 §3.1: the challenge names invalid_token and says why, as the body does."""
+    audiences = {
+        "transactions": "api.advanced-store.com",
+        "statistics": "api.ad4mat.net or api.advanced-store.com",
+    }[api]
+    description = description.format(audiences=audiences)
+    clock = FakeClock()
+    with Sandbox(clock=clock) as sandbox:
+        token = rejected_token(sandbox, clock, case)
+        answer = api_get(sandbox, api, token)
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"] == invalid_token(description)
+        assert error_description(api, answer) == description
+        assert sandbox.provider.unauthorized == 1
 
 
 # -- data determinism ----------------------------------------------------------------------
@@ -841,17 +1004,34 @@ def test_fail_next_reset_aborts_the_connection(fresh):
     assert fresh.provider.token_requests == 2
 
 
-def test_fail_next_hang_never_answers_and_does_not_block_stop():
+def test_fail_next_hang_never_answers_and_stop_drops_it_without_waiting_for_it():
     sandbox = Sandbox().start()
+    arrived = threading.Event()
+    outcome: list[object] = []
+
+    def hung_request() -> None:
+        try:
+            outcome.append(post_token(sandbox, timeout=WAIT))
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    sandbox.provider.fail_next(1, mode="hang")
+    sandbox.provider.on_token_request = arrived.set
+    client = threading.Thread(target=hung_request)
+    client.start()
+    stopper = threading.Thread(target=sandbox.stop)
     try:
-        sandbox.provider.fail_next(1, mode="hang")
-        with pytest.raises(requests.ReadTimeout):
-            post_token(sandbox, timeout=(2, 0.3))
-        assert post_token(sandbox).status_code == 200
+        assert arrived.wait(WAIT)  # the sandbox has taken the request it hangs
+        assert post_token(sandbox).status_code == 200  # a later one is answered meanwhile
+        assert outcome == []  # the hung one still is not
     finally:
-        started = time.monotonic()
-        sandbox.stop()
-    assert time.monotonic() - started < 1
+        stopper.start()
+        stopper.join(WAIT)
+        client.join(WAIT)
+    assert not stopper.is_alive()  # stop() returned with a handler still hanging
+    (error,) = outcome
+    # The connection was dropped by stop(): no answer ever came, and no client timeout.
+    assert isinstance(error, requests.ConnectionError), repr(error)
 
 
 def test_fail_next_redirect_answers_302(fresh):
@@ -909,21 +1089,34 @@ def test_counters_count_and_reset(fresh):
 
 
 def test_max_concurrent_token_requests_sees_overlapping_requests(fresh):
-    fresh.provider.token_latency = 0.2
-    barrier = threading.Barrier(8)
-    statuses = []
-
-    def worker():
-        barrier.wait()
-        statuses.append(post_token(fresh).status_code)
-
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # None is answered until all 8 are in progress: a sandbox serving token requests one at
+    # a time breaks the barrier, and the requests then get 500s.
+    fresh.provider.on_token_request = threading.Barrier(8, timeout=WAIT).wait
+    statuses = run_threads(8, lambda i: post_token(fresh).status_code)
     assert statuses == [200] * 8
-    assert 2 <= fresh.provider.max_concurrent_token_requests <= 8
+    assert fresh.provider.max_concurrent_token_requests == 8
+    fresh.provider.on_token_request = None
+    assert post_token(fresh).status_code == 200
+    assert fresh.provider.max_concurrent_token_requests == 8  # a maximum, not the last
+
+
+def test_on_token_request_runs_inside_each_token_request_until_reset(fresh):
+    seen: list[int] = []
+    fresh.provider.on_token_request = lambda: seen.append(fresh.provider.token_requests)
+    fresh.provider.fail_next(1, status=503)
+    assert [post_token(fresh).status_code for _ in range(2)] == [503, 200]
+    assert seen == [1, 2]  # called for failed requests too, once each is counted
+    requests.get(fresh.statistics_url, timeout=TIMEOUT)  # the APIs do not call it
+    assert seen == [1, 2]
+
+    def refuse() -> None:
+        raise RuntimeError("hook failed")
+
+    fresh.provider.on_token_request = refuse
+    assert post_token(fresh).status_code == 500
+    fresh.provider.reset()
+    assert fresh.provider.on_token_request is None
+    assert post_token(fresh).status_code == 200
 
 
 def test_64_concurrent_connections_are_all_answered(fresh):
