@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _helpers import child_process, read_exports
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
@@ -22,8 +25,27 @@ def test_readme_has_runnable_snippets() -> None:
     assert len(RUNNABLE) >= 1
 
 
+@pytest.fixture(scope="module")
+def sandbox_exports() -> Iterator[dict[str, str]]:
+    """What ``advanced-auth sandbox`` prints to export, read from a real one of those."""
+    code = "from requests_advanced_auth.cli import main; raise SystemExit(main(['sandbox']))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADVANCED_STORE_")}
+    with child_process([sys.executable, "-c", code], env, 120) as process:
+        assert process.stdout is not None
+        exports = read_exports(process.stdout, lambda line, _: line.startswith("Serving until"))
+        yield {name: shlex.split(value)[0] for name, value in exports.items()}
+
+
 @pytest.mark.parametrize("code", RUNNABLE, ids=[f"snippet{i}" for i in range(len(RUNNABLE))])
-def test_readme_snippet_runs(code: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_snippet_runs(
+    code: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    for name in [n for n in os.environ if n.startswith("ADVANCED_STORE_")]:
+        monkeypatch.delenv(name)
+    if "advanced-auth sandbox" in code:  # written for the exports of `advanced-auth sandbox`
+        for name, value in request.getfixturevalue("sandbox_exports").items():
+            monkeypatch.setenv(name, value)
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})  # noqa: S102
     assert capsys.readouterr().out  # every runnable snippet prints its result
 
