@@ -32,6 +32,7 @@ from requests.cookies import extract_cookies_to_jar
 from urllib3.util.retry import Retry
 
 from ._cache import MemoryTokenCache, SingleFlight, TokenCache
+from ._checks import checked_seconds
 from ._fetch import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRIES,
@@ -182,13 +183,7 @@ class ClientCredentialsAuth(AuthBase):
         token_url = token_url if token_url is not None else self.default_token_url
         if not token_url:
             raise ConfigurationError("token_url is required: the provider's OAuth 2.0 token URL")
-        if (
-            isinstance(leeway, bool)
-            or not isinstance(leeway, (int, float))
-            or not math.isfinite(leeway)
-            or leeway < 0
-        ):
-            raise ConfigurationError(f"leeway must be a number of seconds >= 0, got {leeway!r}")
+        leeway = checked_seconds(leeway, "leeway")
         if cache is not None and not isinstance(cache, TokenCache):
             raise ConfigurationError(
                 "cache must be a token cache (MemoryTokenCache, FileTokenCache, "
@@ -219,7 +214,7 @@ class ClientCredentialsAuth(AuthBase):
             self.default_audience if audience is None else audience
         )
         self.scope = normalize_scope(scope)
-        self.leeway = float(leeway)
+        self.leeway = leeway
         self.header_styles: dict[str, HeaderStyle] = {
             _prepared_url(prefix): style for prefix, style in styles.items()
         }

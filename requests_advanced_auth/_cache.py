@@ -16,13 +16,11 @@ Rules:
 
 from __future__ import annotations
 
-import math
 import threading
 from concurrent.futures import Future
 from typing import Callable, ContextManager, Generic, Optional, Protocol, TypeVar, runtime_checkable
 
 from ._token import Token
-from .exceptions import ConfigurationError
 
 T = TypeVar("T")
 
@@ -140,14 +138,3 @@ class SingleFlight(Generic[T]):
                 self._running = None
         return True
 
-
-def checked_lock_timeout(value: object) -> float:
-    """A shared store's ``lock_timeout`` as a float: seconds >= 0, else ConfigurationError."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ConfigurationError(f"lock_timeout must be a number of seconds >= 0, got {value!r}")
-    return float(value)

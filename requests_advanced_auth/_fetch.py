@@ -15,7 +15,6 @@ import hashlib
 import ipaddress
 import json
 import logging
-import math
 import random
 import re
 import time
@@ -30,6 +29,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError, ResponseError
 from urllib3.util.retry import Retry
 
+from ._checks import checked_seconds, is_seconds
 from ._token import Token, parse_expires_in
 from .exceptions import (
     ConfigurationError,
@@ -90,20 +90,11 @@ class _Hidden:
     __str__ = __repr__
 
 
-def _seconds(value: Any, *, allow_zero: bool = False) -> bool:
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-
-
 def check_timeout(value: Any, name: str = "timeout") -> Timeout:
     """A timeout as requests takes it: seconds > 0, or a (connect, read) pair of them."""
-    if _seconds(value):
+    if is_seconds(value):
         return float(value)
-    if isinstance(value, tuple) and len(value) == 2 and all(_seconds(v) for v in value):
+    if isinstance(value, tuple) and len(value) == 2 and all(is_seconds(v) for v in value):
         return (float(value[0]), float(value[1]))
     raise ConfigurationError(
         f"{name} must be a number of seconds > 0 or a (connect, read) pair of them, "
@@ -414,10 +405,6 @@ class TokenFetcher:
             raise ConfigurationError(
                 f"audience_encoding must be 'joined' or 'repeated', got {audience_encoding!r:.40}"
             )
-        if not _seconds(max_retry_after, allow_zero=True):
-            raise ConfigurationError(
-                f"max_retry_after must be a number of seconds >= 0, got {max_retry_after!r:.40}"
-            )
         if proxies is not None and not isinstance(proxies, Mapping):
             raise ConfigurationError(
                 "proxies must be a mapping like {'https': 'http://proxy:3128'}, "
@@ -451,7 +438,7 @@ class TokenFetcher:
         self.extra_params = check_extra_params(extra_params)
         self.client_auth = client_auth
         self.timeout = check_timeout(timeout)
-        self.max_retry_after = float(max_retry_after)
+        self.max_retry_after = checked_seconds(max_retry_after, "max_retry_after")
         self._retry = make_retry(retries, self.max_retry_after)
         self._send_options: dict[str, Any] = {
             k: v for k, v in (("verify", verify), ("cert", cert), ("proxies", proxies))

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Final, Iterator, NamedTuple, Optional, Union
 
-from ._cache import checked_lock_timeout
+from ._checks import checked_seconds
 from ._token import Token
 from .exceptions import ConfigurationError
 
@@ -151,7 +151,7 @@ class FileTokenCache:
         # a directory the caller names is theirs, and only created 0700 if missing.
         self._tighten = path is None
         path = default_path() if path is None else _checked_path(path)
-        lock_timeout = checked_lock_timeout(lock_timeout)
+        lock_timeout = checked_seconds(lock_timeout, "lock_timeout")
         self.path = Path(os.path.abspath(os.fspath(path)))
         self.lock_timeout = lock_timeout
         self._clock = clock

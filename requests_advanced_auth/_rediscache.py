@@ -32,7 +32,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Final, Iterator, Optional
 
-from ._cache import checked_lock_timeout
+from ._checks import checked_seconds
 from ._token import Token
 from .exceptions import ConfigurationError
 
@@ -133,7 +133,7 @@ class RedisTokenCache:
             raise ConfigurationError(f"prefix must be a str, got {type(prefix).__name__}")
         self.client = client
         self.prefix = prefix
-        self.lock_timeout = checked_lock_timeout(lock_timeout)
+        self.lock_timeout = checked_seconds(lock_timeout, "lock_timeout")
         self._clock = clock
         self._release = client.register_script(_RELEASE)
         self._invalidate = client.register_script(_INVALIDATE)
