@@ -1,0 +1,44 @@
+"""The public API is exactly what README.md documents: adding or removing a name is a choice."""
+
+from __future__ import annotations
+
+import importlib
+
+import requests_advanced_auth
+
+TOP_LEVEL = {
+    "DEFAULT_LEEWAY", "AdvancedAuth", "AdvancedAuthError", "CacheEntry", "ClientCredentialsAuth",
+    "ConfigurationError", "FileTokenCache", "HeaderStyle", "InvalidClientError",
+    "MemoryTokenCache", "OAuthError", "PageError", "RedisTokenCache", "Token", "TokenCache",
+    "TokenEndpointUnreachableError", "TokenError", "TokenResponseError", "TokenState",
+    "__version__",
+}
+PUBLIC_MODULES = {
+    "exceptions": {"AdvancedAuthError", "ConfigurationError", "InvalidClientError", "OAuthError",
+                   "PageError", "TokenEndpointUnreachableError", "TokenError",
+                   "TokenResponseError"},
+    "pagination": {"iter_transactions", "iter_statistics", "api_urls", "TRANSACTION_FIELDS",
+                   "STATISTICS_FIELDS", "TRANSACTIONS_URL", "STATISTICS_URL"},
+    "frames": {"transactions_to_dataframe", "statistics_to_dataframe"},
+    "sandbox": {"Sandbox", "SandboxProvider"},
+    "testing": {"advanced_sandbox", "advanced_sandbox_auth"},
+}
+
+
+def test_the_top_level_exports_exactly_the_documented_names():
+    assert set(requests_advanced_auth.__all__) == TOP_LEVEL  # (ruff keeps __all__ sorted)
+    for name in requests_advanced_auth.__all__:
+        assert getattr(requests_advanced_auth, name) is not None
+
+
+def test_private_modules_stay_private():
+    exported = {name for name in dir(requests_advanced_auth) if not name.startswith("_")}
+    assert exported - TOP_LEVEL <= {"logging", *PUBLIC_MODULES}
+
+
+def test_public_modules_export_what_readme_uses():
+    for module_name, names in PUBLIC_MODULES.items():
+        module = importlib.import_module(f"requests_advanced_auth.{module_name}")
+        assert names <= set(module.__all__), module_name
+        for name in module.__all__:
+            assert hasattr(module, name), (module_name, name)
