@@ -32,14 +32,13 @@ from requests.cookies import extract_cookies_to_jar
 from urllib3.util.retry import Retry
 
 from ._cache import MemoryTokenCache, SingleFlight, TokenCache
-from ._checks import checked_seconds
+from ._checks import Timeout, checked_seconds
 from ._fetch import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     AudienceEncoding,
     ClientAuthMethod,
-    Timeout,
     TokenFetcher,
     normalize_audience,
     normalize_scope,

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final, Union
 
 from .exceptions import ConfigurationError
+
+#: A timeout as requests takes it: seconds, or (connect, read) seconds.
+Timeout = Union[float, "tuple[float, float]"]
+#: Upper bound of a timeout: a day for one request is surely a mistake (milliseconds?), and
+#: far larger values overflow the socket layer (``OverflowError`` from ``settimeout``).
+MAX_TIMEOUT: Final = 86400.0
 
 
 def is_seconds(value: Any, *, allow_zero: bool = False) -> bool:
@@ -23,3 +29,32 @@ def checked_seconds(value: Any, name: str) -> float:
     if not is_seconds(value, allow_zero=True):
         raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r:.40}")
     return float(value)
+
+
+def check_timeout(value: Any, name: str = "timeout") -> Timeout:
+    """Seconds, or a ``(connect, read)`` tuple of them: each a number in (0, MAX_TIMEOUT]."""
+    parts = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+    for part in parts:
+        # The comparison also refuses NaN and infinity, and works on ints of any size.
+        if isinstance(part, bool) or not isinstance(part, (int, float)) or not part > 0:
+            raise ConfigurationError(
+                f"{name} must be seconds > 0 or a (connect, read) pair of them, "
+                f"e.g. 30 or (5, 30), got {shown(value)}"
+            )
+        if not part <= MAX_TIMEOUT:
+            raise ConfigurationError(
+                f"{name} must be at most {MAX_TIMEOUT:g} seconds (a day), got {shown(part)}"
+            )
+    if isinstance(value, tuple):
+        return (float(value[0]), float(value[1]))
+    return float(value)
+
+
+def shown(value: Any) -> str:
+    """``value`` for a message: a short repr, safe for huge ints and long strings."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**60:
+        # repr() of an int past 4300 digits raises ValueError; log10 takes any int.
+        return f"an int of about {math.floor(math.log10(abs(value))) + 1} digits"
+    if isinstance(value, str) and len(value) > 60:
+        return f"{value[:20]!r}… ({len(value)} characters)"
+    return f"{value!r:.60}"

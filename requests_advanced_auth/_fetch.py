@@ -29,7 +29,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError, ResponseError
 from urllib3.util.retry import Retry
 
-from ._checks import checked_seconds, is_seconds
+from ._checks import Timeout, check_timeout, checked_seconds
 from ._token import Token, parse_expires_in
 from .exceptions import (
     ConfigurationError,
@@ -43,7 +43,6 @@ log = logging.getLogger("requests_advanced_auth")
 
 ClientAuthMethod = Literal["client_secret_post", "client_secret_basic"]
 AudienceEncoding = Literal["joined", "repeated"]
-Timeout = Union[float, "tuple[float, float]"]
 
 #: (connect, read) seconds for one token request attempt. Connecting takes one round trip; a
 #: token server that has not answered in 10 s is better retried than waited for.
@@ -88,18 +87,6 @@ class _Hidden:
         return "<hidden>"
 
     __str__ = __repr__
-
-
-def check_timeout(value: Any, name: str = "timeout") -> Timeout:
-    """A timeout as requests takes it: seconds > 0, or a (connect, read) pair of them."""
-    if is_seconds(value):
-        return float(value)
-    if isinstance(value, tuple) and len(value) == 2 and all(is_seconds(v) for v in value):
-        return (float(value[0]), float(value[1]))
-    raise ConfigurationError(
-        f"{name} must be a number of seconds > 0 or a (connect, read) pair of them, "
-        f"got {value!r:.60}"
-    )
 
 
 def is_loopback(host: str) -> bool:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import re
 import sys
 from typing import (
@@ -57,6 +56,7 @@ import requests
 from requests.auth import AuthBase
 
 from ._auth import STATISTICS_PATH
+from ._checks import MAX_TIMEOUT, Timeout, check_timeout, shown
 from .exceptions import ConfigurationError, PageError
 
 __all__ = [
@@ -85,9 +85,6 @@ DEFAULT_TIMEOUT: Final = 30.0
 MAX_TRANSACTIONS_PAGE_SIZE: Final = 1000
 #: Documented maximum of the statistics API.
 MAX_STATISTICS_PAGE_SIZE: Final = 100
-#: Upper bound of a timeout: a day for one page is surely a mistake (milliseconds?), and far
-#: larger values overflow the socket layer (``OverflowError`` from ``settimeout``).
-MAX_TIMEOUT: Final = 86400.0
 #: Site and program ids are at most 18 digits (they fit in a signed 64-bit integer); a longer
 #: string is a mistake, and past 4300 digits ``int()`` itself refuses it.
 _MAX_ID_DIGITS: Final = 18
@@ -133,7 +130,6 @@ STATISTICS_FIELDS: Final = (
 
 DateLike = Union[_dt.datetime, _dt.date, int, float, str]
 SessionOrAuth = Union[requests.Session, AuthBase]
-Timeout = Union[float, "tuple[float, float]"]
 Row = dict[str, Any]
 
 
@@ -215,7 +211,7 @@ def _site_id(value: Any, name: str = "site id") -> str:
         _check_digits(value, f"{name}s have", value)
         return str(int(value))
     raise ConfigurationError(
-        f"{name}s are positive integers (or strings of digits), got {_shown(value)}"
+        f"{name}s are positive integers (or strings of digits), got {shown(value)}"
     )
 
 
@@ -225,17 +221,7 @@ def _check_digits(number: Union[int, str], what: str, value: Any) -> None:
         number >= 10**_MAX_ID_DIGITS if isinstance(number, int) else len(number) > _MAX_ID_DIGITS
     )
     if too_long:
-        raise ConfigurationError(f"{what} at most {_MAX_ID_DIGITS} digits, got {_shown(value)}")
-
-
-def _shown(value: Any) -> str:
-    """``value`` for a message: a short repr, safe for huge ints and long strings."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**60:
-        # repr() of an int past 4300 digits raises ValueError; log10 takes any int.
-        return f"an int of about {math.floor(math.log10(abs(value))) + 1} digits"
-    if isinstance(value, str) and len(value) > 60:
-        return f"{value[:20]!r}… ({len(value)} characters)"
-    return f"{value!r:.60}"
+        raise ConfigurationError(f"{what} at most {_MAX_ID_DIGITS} digits, got {shown(value)}")
 
 
 def _optional_id(value: Any, name: str) -> Optional[str]:
@@ -243,7 +229,7 @@ def _optional_id(value: Any, name: str) -> Optional[str]:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ConfigurationError(
-            f"{name} must be an int or a non-empty string, got {_shown(value)}"
+            f"{name} must be an int or a non-empty string, got {shown(value)}"
         )
     if isinstance(value, int):
         _check_digits(value, f"{name} has", value)
@@ -263,23 +249,6 @@ def _page_number(value: Any, name: str, maximum: Optional[int] = None) -> int:
         bound = f"1..{maximum}" if maximum is not None else ">= 1"
         raise ConfigurationError(f"{name} must be an int {bound}, got {value!r:.60}")
     return value
-
-
-def _timeout(value: Any) -> Timeout:
-    """Seconds, or a ``(connect, read)`` tuple of them: each a number in (0, MAX_TIMEOUT]."""
-    parts = value if isinstance(value, tuple) and len(value) == 2 else (value,)
-    for part in parts:
-        # The comparison also refuses NaN and infinity, and works on ints of any size.
-        if isinstance(part, bool) or not isinstance(part, (int, float)) or not part > 0:
-            raise ConfigurationError(
-                "timeout must be seconds > 0 or a (connect, read) pair of them, "
-                f"e.g. 30 or (5, 30), got {_shown(value)}"
-            )
-        if not part <= MAX_TIMEOUT:
-            raise ConfigurationError(
-                f"timeout must be at most {MAX_TIMEOUT:g} seconds (a day), got {_shown(part)}"
-            )
-    return value  # type: ignore[no-any-return]
 
 
 #: A week without its day ("2024-W05"): date.fromisoformat reads it as the Monday.
@@ -314,7 +283,7 @@ def _parse_date_text(text: str, name: str) -> Union[_dt.date, _dt.datetime]:
         raise ConfigurationError(
             f"{name} must be a date YYYY-MM-DD or an ISO 8601 date and time "
             f"(YYYY-MM-DDTHH:MM:SS, optionally with Z or an offset such as +02:00), "
-            f"got {_shown(given)}"
+            f"got {shown(given)}"
         ) from None
 
 
@@ -337,10 +306,10 @@ def _as_utc(value: Any, name: str, *, end: bool) -> _dt.datetime:
         return _dt.datetime.combine(value, moment, tzinfo=_dt.timezone.utc)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not value >= 0:  # also NaN; no float() of a huge int
-            raise ConfigurationError(f"{name} must be epoch seconds >= 0, got {_shown(value)}")
+            raise ConfigurationError(f"{name} must be epoch seconds >= 0, got {shown(value)}")
         if value > 253402300799:  # after 9999-12-31: surely milliseconds
             raise ConfigurationError(
-                f"{name}={_shown(value)} looks like epoch milliseconds; pass epoch seconds "
+                f"{name}={shown(value)} looks like epoch milliseconds; pass epoch seconds "
                 f"(divide by 1000), a date or a datetime"
             )
         return _dt.datetime.fromtimestamp(value, tz=_dt.timezone.utc)
@@ -530,7 +499,7 @@ def _paginate(
 ) -> Iterator[Row]:
     """Check the arguments both APIs share, then return the (lazy) page-after-page pull."""
     first = _page_number(start_page, "start_page")
-    timeout = _timeout(timeout)
+    timeout = check_timeout(timeout)
     api_url = _check_url(url)
     _check_source(session_or_auth)
     return _pages(session_or_auth, api_url, params, first, timeout, label, progress, read)
