@@ -32,7 +32,7 @@ from requests.cookies import extract_cookies_to_jar
 from urllib3.util.retry import Retry
 
 from ._cache import MemoryTokenCache, SingleFlight, TokenCache
-from ._checks import Timeout, checked_seconds
+from ._checks import Timeout, check_http_url, checked_seconds
 from ._fetch import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRIES,
@@ -604,17 +604,12 @@ class AdvancedAuth(ClientCredentialsAuth):
 
 def api_url_options(api_url: str) -> dict[str, Any]:
     """``allowed_hosts`` and ``header_styles`` for one server that hosts both APIs."""
-    problem = ConfigurationError(
-        "ADVANCED_STORE_API_URL must be an http(s) URL with a host, such as "
-        f"http://127.0.0.1:8765, got {api_url!r:.200}"
-    )
-    try:
-        base = _prepared_url(api_url).rstrip("/")
-    except ConfigurationError:
-        raise problem from None
-    if _origin_key(base) is None or urlsplit(base).scheme not in ("http", "https"):
-        raise problem
+    base = _prepared_url(
+        check_http_url(api_url, "ADVANCED_STORE_API_URL", example="http://127.0.0.1:8765")
+    ).rstrip("/")
+    parts = urlsplit(base)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
     return {
-        "allowed_hosts": [urlsplit(base).netloc],
+        "allowed_hosts": [f"{host}:{parts.port}" if parts.port else f"{host}"],
         "header_styles": {base + STATISTICS_PATH: "raw", base + "/": "bearer"},
     }

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 from typing import Any, Final, Union
+from urllib.parse import urlsplit
+
+import requests
 
 from .exceptions import ConfigurationError
 
@@ -58,3 +61,40 @@ def shown(value: Any) -> str:
     if isinstance(value, str) and len(value) > 60:
         return f"{value[:20]!r}… ({len(value)} characters)"
     return f"{value!r:.60}"
+
+
+def check_http_url(url: Any, name: str, *, example: str = "https://host/path") -> str:
+    """``url`` stripped, if it is an absolute http(s) URL with a host, a port in 1..65535, no
+    user name or password, and one requests can send to; else a ConfigurationError that
+    names ``name`` (an option, a flag or an environment variable)."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"{name} must be a string, got {type(url).__name__}")
+    text = url.strip()
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in text):
+        raise ConfigurationError(f"{name} contains white space or control characters: {url!r:.200}")
+    invalid_port = ConfigurationError(
+        f"{name} has an invalid port (ports are numbers 1..65535): {url!r:.200}"
+    )
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        if "Port" in str(exc):  # "Port out of range 0-65535", "Port could not be cast ..."
+            raise invalid_port from None
+        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {url!r:.200}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"{name} must be an absolute http(s) URL such as {example}, got {url!r:.200}"
+        )
+    if port == 0:
+        raise invalid_port
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError(
+            f"{name} must not carry a user name or password (credentials belong in the "
+            "client_id and client_secret options)"
+        )
+    try:  # what requests itself refuses at send time (a bad IDNA host, ...)
+        requests.PreparedRequest().prepare_url(text, None)
+    except (requests.RequestException, ValueError) as exc:
+        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {url!r:.200}") from None
+    return text

@@ -9,7 +9,6 @@ only asked to build the body and to parse the answer.
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import hashlib
 import ipaddress
@@ -19,7 +18,7 @@ import random
 import re
 import time
 from typing import Any, Callable, Final, Iterable, Literal, Mapping, Optional, Sequence, Union
-from urllib.parse import quote, quote_plus, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 from oauthlib.oauth2 import BackendApplicationClient
@@ -29,7 +28,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError, ResponseError
 from urllib3.util.retry import Retry
 
-from ._checks import Timeout, check_timeout, checked_seconds
+from ._checks import Timeout, check_http_url, check_timeout, checked_seconds
+from ._redact import basic_credentials, excerpt, spellings
 from ._token import Token, parse_expires_in
 from .exceptions import (
     ConfigurationError,
@@ -107,35 +107,16 @@ def transport_is_safe(url: str) -> bool:
     return scheme == "https" or (scheme == "http" and is_loopback(parts.hostname or ""))
 
 
-def check_token_url(url: Any) -> str:
+def check_token_url(url: Any, name: str = "token_url") -> str:
     """Return ``url`` if it may receive the client secret, else raise ConfigurationError."""
-    if not isinstance(url, str):
-        raise ConfigurationError(f"token_url must be a str, got {type(url).__name__}")
-    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+    checked = check_http_url(url, name, example="https://auth.example.com/oauth2/token")
+    if not transport_is_safe(checked):
         raise ConfigurationError(
-            f"token_url {url!r:.200} contains whitespace or control characters"
+            f"{name} {checked!r:.200} uses plain http to a non-loopback host: the client "
+            "secret would travel unencrypted. Use https:// (plain http is allowed for "
+            "localhost only)"
         )
-    try:
-        parts = urlsplit(url)
-        if parts.port == 0:  # raises ValueError itself for a port out of range
-            raise ValueError("port 0 cannot be connected to")
-    except ValueError as exc:
-        raise ConfigurationError(f"token_url {url!r:.200} is not a valid URL: {exc}") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"token_url must be an absolute https:// URL, got {url!r:.200}"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError(
-            "token_url must not carry a user name or password: pass the client id and "
-            "secret as client_id and client_secret"
-        )
-    if not transport_is_safe(url):
-        raise ConfigurationError(
-            f"token_url {url!r:.200} uses plain http to a non-loopback host: the client secret "
-            "would travel unencrypted. Use https:// (plain http is allowed for localhost only)"
-        )
-    return url
+    return checked
 
 
 def normalize_audience(audience: Any) -> tuple[str, ...]:
@@ -316,36 +297,6 @@ def make_retry(retries: Union[int, Retry], max_retry_after: float) -> Retry:
     return retry
 
 
-def _excerpt(text: str, *secrets: str, limit: int = 80) -> str:
-    """One line of at most ``limit`` characters, with every secret blanked out.
-
-    Blanked before and after the white space is folded, so a secret with runs of spaces
-    is caught in both spellings.
-    """
-    text = _blank(text, secrets)
-    text = _blank(" ".join(text.split()), secrets)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _blank(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _secret_forms(client_id: str, secret: str) -> tuple[str, ...]:
-    """Every spelling of the secret a server may echo: raw, form- and percent-encoded (either
-    case of hex), with white space folded, and inside the HTTP Basic credential."""
-    encoded = {quote_plus(secret), quote(secret, safe="")}
-    forms = {secret, " ".join(secret.split()), *encoded}
-    forms.update(re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), e) for e in encoded)
-    for ident, key in ((client_id, secret), (quote(client_id, safe=""), quote(secret, safe=""))):
-        forms.add(base64.b64encode(f"{ident}:{key}".encode()).decode("ascii"))
-    # Longest first: a form that contains another is blanked whole.
-    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
-
-
 class _CutShort(Exception):
     """The answer broke off while its body was being read (a retryable read error)."""
 
@@ -433,7 +384,9 @@ class TokenFetcher:
         }
         # Kept out of repr: vars() of this object must not show them.
         self._secret = _Hidden(client_secret)
-        self._hidden = _Hidden(_secret_forms(client_id, client_secret))
+        self._hidden = _Hidden(
+            spellings(client_secret) | basic_credentials(client_id, client_secret)
+        )
         self._clock: Callable[[], float] = clock
         self._body = _Hidden(self._build_body())
         self._own_session = token_session is None
@@ -580,7 +533,7 @@ class TokenFetcher:
         """Count a broken-off answer against ``retry`` and wait its backoff, or give up."""
         error = TokenEndpointUnreachableError(
             f"could not reach the token endpoint {self.token_url}: it answered {status}, but "
-            f"the answer was cut short ({_excerpt(str(cut), *self._hidden.value, limit=200)})",
+            f"the answer was cut short ({excerpt(str(cut), self._hidden.value, 200)})",
             token_url=self.token_url,
         )
         if retry is None:
@@ -594,7 +547,7 @@ class TokenFetcher:
         return retry
 
     def _unreachable(self, exc: requests.RequestException) -> TokenEndpointUnreachableError:
-        reason = _excerpt(str(exc), *self._hidden.value, limit=300)
+        reason = excerpt(str(exc), self._hidden.value, 300)
         return TokenEndpointUnreachableError(
             f"could not reach the token endpoint {self.token_url}: "
             f"{type(exc).__name__}: {reason}",
@@ -603,14 +556,14 @@ class TokenFetcher:
 
     def _content_type(self, response: requests.Response) -> str:
         ctype = response.headers.get("Content-Type", "") or "no content type"
-        return _excerpt(ctype, *self._hidden.value, limit=80)
+        return excerpt(ctype, self._hidden.value, 80)
 
     def _parse(self, response: requests.Response, body: bytes, issued_at: float) -> Token:
         status = response.status_code
         ctype = self._content_type(response)
         url = self.token_url
         if 300 <= status < 400:
-            where = _excerpt(response.headers.get("Location", "nowhere"), *self._hidden.value)
+            where = excerpt(response.headers.get("Location", "nowhere"), self._hidden.value, 80)
             raise TokenResponseError(
                 f"token endpoint {url} answered {status}, a redirect to {where}; it was not "
                 "followed because the request carries the client secret. Set token_url to "
@@ -635,8 +588,8 @@ class TokenFetcher:
             else:
                 why = "even after retries with backoff"
             if isinstance(data, dict) and isinstance(data.get("error"), str):
-                said = _excerpt(f"{data['error']}: {data.get('error_description') or ''}",
-                                *self._hidden.value, limit=120)
+                said = excerpt(f"{data['error']}: {data.get('error_description') or ''}",
+                               self._hidden.value, 120)
                 why = f"({said}) {why}"
             raise TokenEndpointUnreachableError(
                 f"token endpoint {url} answered {status} {why}",
@@ -673,8 +626,8 @@ class TokenFetcher:
             description = ""
         cls = InvalidClientError if error == "invalid_client" else OAuthError
         return cls(
-            _excerpt(error or "unknown_error", *self._hidden.value, limit=60),
-            _excerpt(description, *self._hidden.value, limit=300),
+            excerpt(error or "unknown_error", self._hidden.value, 60),
+            excerpt(description, self._hidden.value, 300),
             token_url=self.token_url,
             status_code=status,
         )
@@ -705,7 +658,7 @@ class TokenFetcher:
             token_type = "bearer"  # RFC 6749 requires it; a missing one is taken as bearer
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise unusable(
-                f"the token_type is {_excerpt(str(token_type), access_token, limit=30)!r}; "
+                f"the token_type is {excerpt(str(token_type), spellings(access_token), 30)!r}; "
                 "only bearer tokens are supported"
             )
         try:
@@ -771,7 +724,7 @@ def _describe(data: Any, text: str, hidden: Sequence[str]) -> str:
         return f"it is a JSON object with keys {sorted(map(str, data))[:8]}"
     if data is not None:
         return f"it is a JSON {type(data).__name__}"
-    return f"it starts: {_excerpt(text, *hidden)!r}"
+    return f"it starts: {excerpt(text, hidden, 80)!r}"
 
 
 def _retry_after(response: requests.Response) -> Optional[float]:

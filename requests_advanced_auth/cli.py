@@ -27,15 +27,14 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Final, Iterator, Optional, 
 import requests
 
 from . import AdvancedAuth, AdvancedAuthError, ConfigurationError, PageError, __version__
+from ._checks import MAX_TIMEOUT, check_http_url
+from ._fetch import check_token_url
+from ._redact import excerpt, sent_tokens
 from .pagination import (
     DEFAULT_TIMEOUT,
-    MAX_TIMEOUT,
     STATISTICS_FIELDS,
     TRANSACTION_FIELDS,
-    _check_url,
-    _excerpt,
     _parse_date_text,
-    _sent_credentials,
     api_urls,
     iter_statistics,
     iter_transactions,
@@ -173,16 +172,18 @@ def _make_auth(args: argparse.Namespace) -> AdvancedAuth:
 
 
 def _check_endpoints(args: argparse.Namespace, env: dict[str, str]) -> None:
-    """A malformed token or API URL is a configuration error (exit 2) naming its source,
-    before any request: http(s), a host, a port 1..65535, a URL requests can send to."""
-    for variable, flag, value, example in (
-        ("ADVANCED_STORE_TOKEN_URL", "--token-url", args.token_url,
-         "https://auth.example.com/oauth2/token"),
-        ("ADVANCED_STORE_API_URL", "--api-url", args.api_url, "http://127.0.0.1:8765"),
+    """A malformed token or API URL is a configuration error (exit 2) naming the flag or the
+    variable it came from, before any request."""
+    def api_url(url: str, name: str) -> str:
+        return check_http_url(url, name, example="http://127.0.0.1:8765")
+
+    for variable, flag, value, check in (
+        ("ADVANCED_STORE_TOKEN_URL", "--token-url", args.token_url, check_token_url),
+        ("ADVANCED_STORE_API_URL", "--api-url", args.api_url, api_url),
     ):
         url = env.get(variable, "")
         if url.strip():  # empty: the default, as AdvancedAuth.from_env reads it
-            _check_url(url, flag if value is not None else variable, example=example)
+            check(url, flag if value is not None else variable)
 
 
 def _audience(text: str) -> str:
@@ -459,9 +460,9 @@ def _run_get(args: argparse.Namespace) -> int:
                     _error(f"GET {response.url} answered {response.status_code} {response.reason}")
                     # Whatever the answer quotes, never the token that was sent (an API
                     # may echo request headers in its error body).
-                    excerpt = _excerpt(response.text, 300, _sent_credentials(response))
-                    if excerpt:
-                        print(f"  {excerpt}", file=sys.stderr)
+                    quoted = excerpt(response.text, sent_tokens(response), 300)
+                    if quoted:
+                        print(f"  {quoted}", file=sys.stderr)
                     return EXIT_FAILURE
                 out = _open_binary(args.output)
                 try:

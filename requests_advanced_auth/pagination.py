@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import re
 import sys
 from typing import (
@@ -50,19 +49,18 @@ from typing import (
     TextIO,
     Union,
 )
-from urllib.parse import quote, urlsplit
 
 import requests
 from requests.auth import AuthBase
 
 from ._auth import STATISTICS_PATH
-from ._checks import MAX_TIMEOUT, Timeout, check_timeout, shown
+from ._checks import Timeout, check_http_url, check_timeout, shown
+from ._redact import excerpt, sent_tokens
 from .exceptions import ConfigurationError, PageError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_STATISTICS_PAGE_SIZE",
-    "MAX_TIMEOUT",
     "MAX_TRANSACTIONS_PAGE_SIZE",
     "STATISTICS_FIELDS",
     "STATISTICS_URL",
@@ -141,38 +139,9 @@ def api_urls(api_url: Optional[str] = None) -> tuple[str, str]:
     """
     if api_url is None or (isinstance(api_url, str) and not api_url.strip()):
         return TRANSACTIONS_URL, STATISTICS_URL
-    base = _check_url(api_url, "the API URL", example="http://127.0.0.1:8765").strip()
+    base = check_http_url(api_url, "the API URL", example="http://127.0.0.1:8765")
     base = base.rstrip("/")
     return base + TRANSACTIONS_PATH, base + STATISTICS_PATH
-
-
-def _check_url(url: Any, name: str = "url", *, example: str = "https://host/path") -> str:
-    """``url`` if it is an absolute http(s) URL with a host and a valid port (and requests
-    can send to it), else a ConfigurationError naming ``name``."""
-    if not isinstance(url, str):
-        raise ConfigurationError(f"{name} must be a string, got {type(url).__name__}")
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        if "Port" in str(exc):  # "Port out of range 0-65535", "Port could not be cast ..."
-            raise ConfigurationError(
-                f"{name} has an invalid port (ports are numbers 1..65535): {url!r:.200}"
-            ) from None
-        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {url!r:.200}") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"{name} must be an absolute http(s) URL such as {example}, got {url!r:.200}"
-        )
-    if port == 0:
-        raise ConfigurationError(
-            f"{name} has an invalid port (ports are numbers 1..65535): {url!r:.200}"
-        )
-    try:  # what requests itself refuses at send time (a bad IDNA host, ...)
-        requests.PreparedRequest().prepare_url(url.strip(), None)
-    except (requests.RequestException, ValueError) as exc:
-        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {url!r:.200}") from None
-    return url.strip()
 
 
 # -- parameter checks ---------------------------------------------------------------------
@@ -387,38 +356,6 @@ def _is_terminal(stream: Optional[TextIO]) -> bool:
 # -- fetching -----------------------------------------------------------------------------
 
 
-def _excerpt(text: str, limit: int = 200, secrets: Iterable[str] = ()) -> str:
-    """``text`` on one line, each of ``secrets`` replaced by ``***``, cut to ``limit``.
-
-    Replaced before the cut, so no part of a secret is left at the end of the excerpt.
-    Shortest first: the bare token goes before the whole header, which keeps its scheme
-    (``Bearer ***``).
-    """
-    for secret in sorted(set(secrets), key=len):
-        text = text.replace(secret, "***")
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _sent_credentials(response: requests.Response) -> list[str]:
-    """The Authorization values sent for ``response`` (and any 401 before the re-send), the
-    bare tokens, and their JSON- and percent-escaped spellings, so that an API echoing
-    request headers in its answer has none of them quoted."""
-    found: list[str] = []
-    for answer in (*response.history, response):
-        request = getattr(answer, "request", None)
-        value = request.headers.get("Authorization") if request is not None else None
-        if not isinstance(value, str) or not value.strip():
-            continue
-        scheme, _, token = value.strip().partition(" ")
-        for secret in (value, value.strip(), token.strip() if token else scheme):
-            if len(secret) < 8:  # "Bearer" alone is no secret; a token is longer
-                continue
-            escaped = json.dumps(secret)[1:-1]
-            found += [secret, escaped, escaped.replace("/", "\\/"), quote(secret, safe="")]
-    return found
-
-
 #: Quotes text from an answer for a message: one line, cut, no credential that was sent.
 _Quote = Callable[[str], str]
 
@@ -436,10 +373,9 @@ def _get_json(
     except requests.RequestException as exc:
         raise PageError(f"GET {url} failed: {type(exc).__name__}: {exc}", page=page) from exc
     with response:
-        secrets = _sent_credentials(response)
 
         def quote_answer(text: str) -> str:
-            return _excerpt(text, secrets=secrets)
+            return excerpt(text, sent_tokens(response))
 
         status = response.status_code
         if not 200 <= status < 300:
@@ -500,7 +436,7 @@ def _paginate(
     """Check the arguments both APIs share, then return the (lazy) page-after-page pull."""
     first = _page_number(start_page, "start_page")
     timeout = check_timeout(timeout)
-    api_url = _check_url(url)
+    api_url = check_http_url(url, "url")
     _check_source(session_or_auth)
     return _pages(session_or_auth, api_url, params, first, timeout, label, progress, read)
 

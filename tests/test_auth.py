@@ -1053,10 +1053,23 @@ def test_from_env_names_the_missing_variable(missing, value):
     assert SECRET not in str(info.value)
 
 
-@pytest.mark.parametrize("api_url", ["ftp://x.example", "http://", "file:///tmp", "http://h:99999"])
+@pytest.mark.parametrize("api_url", [
+    "ftp://x.example", "http://", "file:///tmp", "http://h:99999", "http://127.0.0.1:0",
+    "http://user:pw@127.0.0.1:8765",
+])
 def test_from_env_refuses_an_api_url_that_is_not_http_with_a_host(api_url):
     with pytest.raises(ConfigurationError, match="ADVANCED_STORE_API_URL"):
         AdvancedAuth.from_env({**ENV, "ADVANCED_STORE_API_URL": api_url})
+
+
+@pytest.mark.parametrize(("api_url", "host"), [
+    ("http://127.0.0.1:8765", "127.0.0.1:8765"), ("http://127.0.0.1", "127.0.0.1"),
+    ("http://[::1]:8765/", "[::1]:8765"), ("https://Staging.Example.com/", "staging.example.com"),
+])
+def test_from_env_api_url_allows_exactly_its_host_and_port(api_url, host):
+    auth = AdvancedAuth.from_env({**ENV, "ADVANCED_STORE_API_URL": api_url,
+                                  "ADVANCED_STORE_TOKEN_URL": "http://127.0.0.1:9/t"})
+    assert auth.allowed_hosts == (host,)
 
 
 def test_from_env_reads_os_environ_by_default(monkeypatch):

@@ -1168,7 +1168,7 @@ BAD_OPTIONS = [
     ("extra_params", {"grant_type": "password"}), ("extra_params", {"audience": "x"}),
     ("extra_params", {"n": 1}),
     ("token_url", 123), ("token_url", "https://[::1/t"), ("token_url", "https://h.example:99999/t"),
-    ("token_url", "https://user:pw@h.example/t"), ("token_url", "https://h.example/t\n"),
+    ("token_url", "https://user:pw@h.example/t"), ("token_url", "https://h.example/t\nX"),
     ("token_url", "https://h .example/t"), ("token_url", "http://127.0.0.1:0/t"),
     ("allowed_hosts", ["[::1"]), ("allowed_hosts", ["h.example:99999"]),
     ("leeway", True), ("verify", 1), ("cert", 5),

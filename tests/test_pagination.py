@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import itertools
 import json
+import re
 import sys
 from urllib.parse import parse_qs, urlsplit
 
@@ -348,6 +349,11 @@ ECHOES = {
     "JSON without the fields": (200, lambda h: json.dumps({"unexpected": True, "auth": h})),
     "token cut by the excerpt": (400, lambda h: "x" * 190 + h),
     "percent-encoded": (400, lambda h: "you sent " + requests.utils.quote(h, safe="")),
+    "percent-encoded, lower-case hex": (
+        400, lambda h: "you sent " + re.sub(
+            r"%[0-9A-F]{2}", lambda m: m.group().lower(), requests.utils.quote(h, safe="")
+        ),
+    ),
 }
 
 
