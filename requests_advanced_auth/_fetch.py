@@ -15,7 +15,6 @@ import ipaddress
 import json
 import logging
 import random
-import re
 import time
 from typing import Any, Callable, Final, Iterable, Literal, Mapping, Optional, Sequence, Union
 from urllib.parse import quote, urlencode, urlsplit
@@ -30,7 +29,7 @@ from urllib3.util.retry import Retry
 
 from ._checks import Timeout, check_http_url, check_timeout, checked_seconds
 from ._redact import basic_credentials, excerpt, spellings
-from ._token import Token, parse_expires_in
+from ._token import HEADER_SAFE, Token, parse_expires_in
 from .exceptions import (
     ConfigurationError,
     InvalidClientError,
@@ -67,10 +66,6 @@ _RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 _RESERVED_PARAMS: Final = frozenset(
     {"grant_type", "client_id", "client_secret", "audience", "scope"}
 )
-#: What may travel in an Authorization header: visible ASCII, no spaces (RFC 6750 §2.1's
-#: b64token is narrower still). Anything else would be refused by http.client, with the
-#: whole header, token included, quoted in its error.
-_HEADER_SAFE: Final = re.compile(r"[\x21-\x7e]+")
 _CHUNK: Final = 16384
 
 _sleep = time.sleep  # the only sleeping in the package; tests replace it
@@ -648,7 +643,7 @@ class TokenFetcher:
         access_token = data.get("access_token")
         if not isinstance(access_token, str) or not access_token.strip():
             raise unusable("without a usable access_token (missing, empty or not a string)")
-        if not _HEADER_SAFE.fullmatch(access_token):
+        if not HEADER_SAFE.fullmatch(access_token):
             raise unusable(
                 "the access_token cannot be sent in an HTTP header: it holds spaces, control "
                 "characters or non-ASCII characters"

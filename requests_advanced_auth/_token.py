@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Mapping, Optional
 
@@ -37,6 +38,10 @@ MAX_LEEWAY_FRACTION: Final = 0.25
 #: Within the margin, the last third is "expired": callers stop sending the old token and
 #: wait for the new one. The first two thirds give the refresh time to finish without stalls.
 EXPIRY_FRACTION: Final = 1.0 / 3.0
+
+#: What may travel in an Authorization header: visible ASCII, no spaces (RFC 6750 §2.1's
+#: b64token is narrower still). http.client refuses anything else, quoting the whole header.
+HEADER_SAFE: Final = re.compile(r"[\x21-\x7e]+")
 
 #: Lifetimes above one day are capped: a server answering ``expires_in: 10**12`` (or a unit
 #: mix-up, milliseconds for seconds) must not pin a token in a cache for decades.
@@ -91,6 +96,13 @@ class Token:
     fingerprint: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Checked here, so no path (a token endpoint, a file, Redis, a store of your own)
+        # can put in use a token that http.client would refuse, quoting it whole.
+        if not isinstance(self.access_token, str) or not HEADER_SAFE.fullmatch(self.access_token):
+            raise ValueError(
+                "access_token must be a non-empty string that can be sent in an HTTP header "
+                "(visible ASCII, no spaces)"
+            )
         object.__setattr__(self, "fingerprint", fingerprint(self.access_token))
 
     @classmethod

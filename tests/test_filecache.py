@@ -537,3 +537,16 @@ def test_eight_processes_make_one_token_request_cold_and_one_more_after_a_revoca
     assert run.revocation_token_requests == 1
     assert run.exit_codes == [0] * 8
     assert sandbox.client_secret not in path.read_text()
+
+
+def test_a_stored_token_that_cannot_go_in_a_header_is_skipped_as_unreadable(
+    cache, path, caplog, leak_guard
+):
+    leak_guard.watch("SECRET-TOKEN")
+    path.parent.mkdir(mode=0o700)
+    entry = token("placeholder").to_dict()
+    entry["access_token"] = "SECRET-TOKEN\r\nX-Injected: 1"
+    path.write_text(json.dumps({"version": 1, "tokens": {KEY: entry}}))
+    assert cache.get(KEY) is None
+    [warning] = warnings_in(caplog)
+    assert "unreadable entries" in warning.getMessage()

@@ -298,3 +298,14 @@ def test_token_is_immutable():
     token = issued(3600)
     with pytest.raises(AttributeError):
         token.expires_at = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value", ["tok\r\nX-Injected: 1", "tok en", "tok€", "", "tok\x00"])
+def test_a_token_that_cannot_go_in_a_header_cannot_exist(value):
+    """Whatever the source (a file, Redis, a store of one's own), such a value never becomes
+    a Token: http.client would refuse the header and quote it whole in its error."""
+    with pytest.raises(ValueError, match="HTTP header") as info:
+        Token.issued(value, issued_at=0.0, expires_in=60)
+    assert value not in str(info.value) or not value
+    with pytest.raises(ValueError, match="access_token must be a non-empty string"):
+        Token.from_dict({"access_token": value, "issued_at": 0.0, "expires_at": 60.0})
