@@ -10,6 +10,7 @@ only asked to build the body and to parse the answer.
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import ipaddress
 import json
@@ -20,6 +21,7 @@ from typing import Any, Callable, Final, Iterable, Literal, Mapping, Optional, S
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
+import urllib3
 from oauthlib.oauth2 import BackendApplicationClient
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
 from requests.adapters import HTTPAdapter
@@ -493,12 +495,16 @@ class TokenFetcher:
         budget = self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
         deadline = _monotonic() + budget
         raw = response.raw
-        read = getattr(raw, "read1", None) or raw.read  # read1: what has arrived, no more
+        read: Callable[[], bytes]
+        if isinstance(raw, urllib3.HTTPResponse):  # read1: what has arrived, no more
+            read = functools.partial(raw.read1, _CHUNK, decode_content=True)
+        else:  # a transport of the caller's own, or a test double: a file-like body
+            read = functools.partial(raw.read, _CHUNK)
         chunks: list[bytes] = []
         size = 0
         while True:
             try:
-                chunk = read(_CHUNK, decode_content=True)
+                chunk = read()
             except (Urllib3Error, OSError) as exc:
                 raise _CutShort(exc) from exc
             if not chunk:

@@ -158,9 +158,6 @@ class Wire:
 
 @pytest.fixture
 def wire(monkeypatch):
-    if urllib3.__version__.startswith("1."):
-        pytest.skip("the wire stub replaces urllib3 2's HTTPConnectionPool._make_request")
-
     def install(*outcomes):
         stub = Wire(outcomes)
 
@@ -1188,3 +1185,30 @@ def test_every_bad_option_is_a_configuration_error_naming_it(option, value):
 def test_an_ipv6_host_without_brackets_gets_a_hint():
     with pytest.raises(ConfigurationError, match=r"\[::1\]"):
         make_auth(allowed_hosts=["::1"])
+
+
+class _StubAdapter(requests.adapters.BaseAdapter):
+    """A transport of the caller's own whose responses carry a plain file as ``raw``, as
+    google-auth's AdapterStub and many test doubles build them."""
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.body = body
+
+    def send(self, request, **kwargs):
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "application/json"
+        response.raw = io.BytesIO(self.body)
+        response.request = request
+        response.url = request.url
+        return response
+
+    def close(self):
+        pass
+
+
+def test_a_token_session_whose_responses_are_not_urllib3_still_works(clock):
+    session = requests.Session()
+    session.mount("https://", _StubAdapter(json.dumps(answer()).encode()))
+    assert make_auth(token_session=session, clock=clock).get_token().access_token == TOKEN
