@@ -190,12 +190,7 @@ class _TokenRetry(Retry):
     backoff_cap: float = BACKOFF_MAX
 
     def get_retry_after(self, response: Any) -> Optional[float]:
-        # RFC 9110 §10.2.3: seconds or an HTTP date. Anything else ("abc", "1.5", "-5") is
-        # ignored, as if absent, and the backoff applies: urllib3 would give up instead.
-        try:
-            return super().get_retry_after(response)
-        except InvalidHeader:
-            return None
+        return _retry_after(response.headers)
 
     def new(self, **kw: Any) -> _TokenRetry:
         new = super().new(**kw)
@@ -449,9 +444,9 @@ class TokenFetcher:
                         body = self._read(response)
                     break
                 except _CutShort as cut:
-                    # What urllib3 already spent on this post, plus this failure.
-                    spent = getattr(response.raw, "retries", None) or _BUDGET.get()
-                    left = (spent or self._retry) if own else None
+                    # What urllib3 already spent on this post (its Retry, as it left it),
+                    # plus this failure.
+                    left = (getattr(response.raw, "retries", None) or self._retry) if own else None
                     _BUDGET.set(self._after_cut(left, cut, response.status_code))
         finally:
             _BUDGET.reset(budget)
@@ -580,7 +575,7 @@ class TokenFetcher:
         if status in _RETRY_STATUSES:
             # Overloaded or failing, whatever the body says (Hydra's 503 carries an RFC 6749
             # "temporarily_unavailable" body): the same outcome as no answer at all.
-            retry_after = _retry_after(response)
+            retry_after = _retry_after(response.headers)
             if retry_after is not None and retry_after > self.max_retry_after:
                 why = (
                     f"and asked to retry after {retry_after:g} s, more than max_retry_after="
@@ -728,10 +723,17 @@ def _describe(data: Any, text: str, hidden: Sequence[str]) -> str:
     return f"it starts: {excerpt(text, hidden, 80)!r}"
 
 
-def _retry_after(response: requests.Response) -> Optional[float]:
-    """The answer's ``Retry-After`` in seconds; None when absent or unreadable."""
+def _retry_after(headers: Mapping[str, str]) -> Optional[float]:
+    """``Retry-After`` in seconds; None when absent or unreadable.
+
+    RFC 9110 §10.2.3: seconds or an HTTP date. Anything else ("abc", "1.5", "-5") counts as
+    absent, so the backoff applies: urllib3 alone would give up at once instead.
+    """
+    value = headers.get("Retry-After")
+    if value is None:
+        return None
     try:
-        return Retry().get_retry_after(response.raw) if response.raw else None
+        return Retry(0).parse_retry_after(value)
     except InvalidHeader:
         return None
 

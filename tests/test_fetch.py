@@ -1191,14 +1191,17 @@ class _StubAdapter(requests.adapters.BaseAdapter):
     """A transport of the caller's own whose responses carry a plain file as ``raw``, as
     google-auth's AdapterStub and many test doubles build them."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, status: int = 200, headers=None) -> None:
         super().__init__()
         self.body = body
+        self.status = status
+        self.headers = headers or {}
 
     def send(self, request, **kwargs):
         response = requests.Response()
-        response.status_code = 200
+        response.status_code = self.status
         response.headers["Content-Type"] = "application/json"
+        response.headers.update(self.headers)
         response.raw = io.BytesIO(self.body)
         response.request = request
         response.url = request.url
@@ -1212,3 +1215,11 @@ def test_a_token_session_whose_responses_are_not_urllib3_still_works(clock):
     session = requests.Session()
     session.mount("https://", _StubAdapter(json.dumps(answer()).encode()))
     assert make_auth(token_session=session, clock=clock).get_token().access_token == TOKEN
+
+
+def test_a_503_from_a_transport_of_the_callers_own_reports_its_retry_after(clock):
+    session = requests.Session()
+    session.mount("https://", _StubAdapter(b"{}", status=503, headers={"Retry-After": "120"}))
+    with pytest.raises(TokenEndpointUnreachableError) as info:
+        make_auth(token_session=session, clock=clock).get_token()
+    assert info.value.retry_after == 120
