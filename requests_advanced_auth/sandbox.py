@@ -1411,6 +1411,8 @@ class Sandbox:
             "ADVANCED_STORE_CLIENT_SECRET": self.client_secret,
             "ADVANCED_STORE_TOKEN_URL": self.token_url,
             "ADVANCED_STORE_API_URL": self.url,
+            # For the examples: the sites they pull by default (the sandbox has SITE_IDS).
+            "ADVANCED_STORE_SITE_IDS": ",".join(str(site) for site in SITE_IDS[:2]),
         }
 
     def auth(self, **overrides: Any) -> AdvancedAuth:
@@ -1505,7 +1507,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sandbox.start()
     except OSError as exc:
-        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        print(f"{parser.prog}: error: cannot listen on 127.0.0.1:{args.port}: {exc}",
+              file=sys.stderr)
         return 1
     try:
         print(_banner(sandbox), flush=True)

@@ -119,3 +119,18 @@ def test_main_job_with_credentials_uses_the_configured_server(tmp_path, sandbox)
     assert "sites 26" in done.stdout
     assert sandbox.provider.tokens_issued == 1
     assert sandbox.provider.api_requests >= 1
+
+
+def test_main_job_runs_on_the_exports_of_a_sandbox_alone(tmp_path, sandbox):
+    """What README's CLI recipe exports is enough for the examples too: no --site needed."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ADVANCED_STORE_")},
+        **sandbox.environment(),
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "transactions_to_dataframe.py"), "--until", "2024-01-31"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sites 25,26" in done.stdout
