@@ -32,7 +32,7 @@ from requests.cookies import extract_cookies_to_jar
 from urllib3.util.retry import Retry
 
 from ._cache import MemoryTokenCache, SingleFlight, TokenCache
-from ._checks import Timeout, check_http_url, checked_seconds
+from ._checks import Timeout, checked_seconds
 from ._fetch import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_RETRIES,
@@ -40,6 +40,7 @@ from ._fetch import (
     AudienceEncoding,
     ClientAuthMethod,
     TokenFetcher,
+    check_secure_url,
     normalize_audience,
     normalize_scope,
     transport_is_safe,
@@ -602,11 +603,15 @@ class AdvancedAuth(ClientCredentialsAuth):
         return cls(credentials[0], credentials[1], **settings)
 
 
+def check_api_url(url: Any, name: str) -> str:
+    """An API server URL that may receive the token (https, or http on loopback)."""
+    return check_secure_url(url, name, carries="the access token",
+                            example="http://127.0.0.1:8765")
+
+
 def api_url_options(api_url: str) -> dict[str, Any]:
     """``allowed_hosts`` and ``header_styles`` for one server that hosts both APIs."""
-    base = _prepared_url(
-        check_http_url(api_url, "ADVANCED_STORE_API_URL", example="http://127.0.0.1:8765")
-    ).rstrip("/")
+    base = _prepared_url(check_api_url(api_url, "ADVANCED_STORE_API_URL")).rstrip("/")
     parts = urlsplit(base)
     host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
     return {

@@ -104,16 +104,24 @@ def transport_is_safe(url: str) -> bool:
     return scheme == "https" or (scheme == "http" and is_loopback(parts.hostname or ""))
 
 
-def check_token_url(url: Any, name: str = "token_url") -> str:
-    """Return ``url`` if it may receive the client secret, else raise ConfigurationError."""
-    checked = check_http_url(url, name, example="https://auth.example.com/oauth2/token")
+def check_secure_url(url: Any, name: str, *, carries: str, example: str) -> str:
+    """``url`` (stripped) if it may receive ``carries`` under the transport rule above, else
+    a ConfigurationError naming ``name``."""
+    checked = check_http_url(url, name, example=example)
     if not transport_is_safe(checked):
         raise ConfigurationError(
-            f"{name} {checked!r:.200} uses plain http to a non-loopback host: the client "
-            "secret would travel unencrypted. Use https:// (plain http is allowed for "
-            "localhost only)"
+            f"{name} {checked!r:.200} uses plain http to a non-loopback host: {carries} "
+            "would travel unencrypted. Use https:// (plain http is allowed for localhost "
+            "only)"
         )
     return checked
+
+
+def check_token_url(url: Any, name: str = "token_url") -> str:
+    """Return ``url`` if it may receive the client secret, else raise ConfigurationError."""
+    return check_secure_url(
+        url, name, carries="the client secret", example="https://auth.example.com/oauth2/token"
+    )
 
 
 def normalize_audience(audience: Any) -> tuple[str, ...]:
@@ -121,6 +129,11 @@ def normalize_audience(audience: Any) -> tuple[str, ...]:
     if audience is None:
         return ()
     if isinstance(audience, str):
+        if "" in audience.split(" ") and audience.strip():
+            raise ConfigurationError(
+                f"audience {audience!r:.120} has an empty item (spaces at an end, or two in a "
+                "row): separate audiences by single spaces, or pass a list of strings"
+            )
         items: Sequence[Any] = audience.split(" ")
     elif isinstance(audience, (bytes, bytearray)) or not isinstance(audience, Iterable):
         raise ConfigurationError(

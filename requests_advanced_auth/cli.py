@@ -17,6 +17,7 @@ import base64
 import binascii
 import csv
 import datetime as _dt
+import functools
 import json
 import os
 import sys
@@ -27,11 +28,14 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Final, Iterator, Optional, 
 import requests
 
 from . import AdvancedAuth, AdvancedAuthError, ConfigurationError, PageError, __version__
+from ._auth import check_api_url
 from ._checks import MAX_TIMEOUT, check_http_url
 from ._fetch import check_token_url
 from ._redact import excerpt, sent_tokens
 from .pagination import (
     DEFAULT_TIMEOUT,
+    MAX_STATISTICS_PAGE_SIZE,
+    MAX_TRANSACTIONS_PAGE_SIZE,
     STATISTICS_FIELDS,
     TRANSACTION_FIELDS,
     _parse_date_text,
@@ -87,7 +91,19 @@ def _subcommand(
 # -- shared pieces ----------------------------------------------------------------------
 
 
+#: The library's messages name its Python parameters; here they read as the flags.
+_CLI_TERMS: Final = (
+    ("(resume with start_page=", "(resume with --start-page "),
+    ("pass client_auth='client_secret_basic' or 'client_secret_post'",
+     "pass --client-auth client_secret_basic or client_secret_post"),
+    ("or pass the credentials to AdvancedAuth(...) directly",
+     "or pass --client-id and --client-secret"),
+)
+
+
 def _error(message: str) -> None:
+    for library, flags in _CLI_TERMS:
+        message = message.replace(library, flags)
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
@@ -174,12 +190,9 @@ def _make_auth(args: argparse.Namespace) -> AdvancedAuth:
 def _check_endpoints(args: argparse.Namespace, env: dict[str, str]) -> None:
     """A malformed token or API URL is a configuration error (exit 2) naming the flag or the
     variable it came from, before any request."""
-    def api_url(url: str, name: str) -> str:
-        return check_http_url(url, name, example="http://127.0.0.1:8765")
-
     for variable, flag, value, check in (
         ("ADVANCED_STORE_TOKEN_URL", "--token-url", args.token_url, check_token_url),
-        ("ADVANCED_STORE_API_URL", "--api-url", args.api_url, api_url),
+        ("ADVANCED_STORE_API_URL", "--api-url", args.api_url, check_api_url),
     ):
         url = env.get(variable, "")
         if url.strip():  # empty: the default, as AdvancedAuth.from_env reads it
@@ -226,9 +239,11 @@ def _timeout_seconds(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def _positive_int(text: str, maximum: Optional[int] = None) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    if maximum is not None and int(text) > maximum:
+        raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {text!r}")
     return int(text)
 
 
@@ -241,10 +256,8 @@ def _day_or_moment(text: str) -> Any:
     """``YYYY-MM-DD`` (a whole UTC day) or an ISO 8601 date and time (naive = UTC)."""
     try:
         return _parse_date_text(text, "date")  # the library's own reading of the text
-    except ConfigurationError:
-        raise argparse.ArgumentTypeError(
-            f"expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, got {text!r}"
-        ) from None
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _param(text: str) -> tuple[str, str]:
@@ -442,6 +455,7 @@ def _add_get(subparsers: Subparsers) -> None:
 
 
 def _run_get(args: argparse.Namespace) -> int:
+    check_http_url(args.url, "URL", example="https://api.advanced-store.com/...")
     auth = _make_auth(args)
     try:
         if not auth.headers_for(args.url):
@@ -486,19 +500,22 @@ def _add_dates(parser: argparse.ArgumentParser) -> None:
         type=_day_or_moment,
         required=True,
         metavar="DATE",
-        help="first day, YYYY-MM-DD (or a date and time, UTC if no offset is given)",
+        help="first day: an ISO 8601 date (YYYY-MM-DD, YYYYMMDD) or date and time "
+        "(YYYY-MM-DDTHH:MM:SS, UTC unless it has Z or an offset such as +02:00)",
     )
     parser.add_argument(
         "--until",
         type=_day_or_moment,
         required=True,
         metavar="DATE",
-        help="last day, included, YYYY-MM-DD (or a date and time)",
+        help="last day, included: a date (the whole day) or a date and time, as --since",
     )
     parser.add_argument("--program", metavar="ID", help="only this program id")
 
 
-def _add_output(parser: argparse.ArgumentParser, default_page_size: int, page_help: str) -> None:
+def _add_output(
+    parser: argparse.ArgumentParser, page_size: int, max_page_size: int, page_help: str
+) -> None:
     parser.add_argument(
         "-o", "--output", metavar="FILE", help="write to FILE (default: stdout)"
     )
@@ -510,8 +527,8 @@ def _add_output(parser: argparse.ArgumentParser, default_page_size: int, page_he
     )
     parser.add_argument(
         "--page-size",
-        type=_positive_int,
-        default=default_page_size,
+        type=functools.partial(_positive_int, maximum=max_page_size),
+        default=page_size,
         metavar="N",
         help=f"rows per page; {page_help} (default: %(default)s)",
     )
@@ -559,7 +576,8 @@ def _add_transactions(subparsers: Subparsers) -> None:
         choices=("updatedAt", "transactionDate"),
         help="which date --since/--until filter on (default: the API's, updatedAt)",
     )
-    _add_output(parser, 250, "the API documentation recommends 250 at most")
+    _add_output(parser, 250, MAX_TRANSACTIONS_PAGE_SIZE,
+                f"1..{MAX_TRANSACTIONS_PAGE_SIZE}; the API documentation recommends 250 at most")
     _add_timeout(parser)
     _add_credentials(parser)
     parser.set_defaults(run=_run_transactions)
@@ -578,7 +596,8 @@ def _add_statistics(subparsers: Subparsers) -> None:
     )
     parser.add_argument("--site", type=_positive_int, required=True, metavar="ID", help="site id")
     _add_dates(parser)
-    _add_output(parser, 100, "at most 100")
+    _add_output(parser, MAX_STATISTICS_PAGE_SIZE, MAX_STATISTICS_PAGE_SIZE,
+                f"at most {MAX_STATISTICS_PAGE_SIZE}")
     _add_timeout(parser)
     _add_credentials(parser)
     parser.set_defaults(run=_run_statistics)
@@ -673,6 +692,8 @@ def _write_rows(
                 out.close()
     if to_file:
         _note(f"wrote {count} {what} to {args.output}")
+    if count == 0 and args.start_page > 1:
+        _note(f"no rows from page {args.start_page} on: it may be past the last page")
     return EXIT_OK
 
 

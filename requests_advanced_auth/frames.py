@@ -75,7 +75,9 @@ STATISTICS_DTYPES: Final[Mapping[str, str]] = {
     "confirmedTransactionCount": "Int64",
 }
 
-_PIP_HINT: Final = 'pip install "requests-advanced-auth[pandas]"'
+_PIP_HINT: Final = (
+    'pip install "requests-advanced-auth[pandas]" (from a clone: pip install -e ".[pandas]")'
+)
 
 
 def _pandas() -> Any:

@@ -1056,6 +1056,7 @@ def test_from_env_names_the_missing_variable(missing, value):
 @pytest.mark.parametrize("api_url", [
     "ftp://x.example", "http://", "file:///tmp", "http://h:99999", "http://127.0.0.1:0",
     "http://user:pw@127.0.0.1:8765",
+    "http://api.example.com",  # plain http off loopback: the token would never be sent
 ])
 def test_from_env_refuses_an_api_url_that_is_not_http_with_a_host(api_url):
     with pytest.raises(ConfigurationError, match="ADVANCED_STORE_API_URL"):

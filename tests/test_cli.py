@@ -486,10 +486,44 @@ def test_a_timeout_longer_than_a_day_is_a_usage_error(env, capsys, command):
     assert env.provider.api_requests == 0
 
 
-def test_get_an_invalid_url_is_a_usage_error(env, capsys):
-    code, _, err = run(capsys, "get", "not a url")
+@pytest.mark.parametrize(("url", "says"), [
+    ("not a url", "URL contains white space"), ("ftp://example.com/x", "http(s) URL"),
+    ("http://", "http(s) URL"), ("http://h:99999/x", "invalid port"),
+])
+def test_get_an_invalid_url_is_a_usage_error(env, capsys, url, says):
+    code, _, err = run(capsys, "get", url)
     assert code == 2
-    assert "not a valid URL" in err
+    assert says in err
+
+
+def test_a_start_page_past_the_last_page_says_so(env, capsys, tmp_path):
+    code, _, err = run(capsys, "transactions", "--site", "25", "--since", "2024-01-01",
+                       "--until", "2024-01-31", "--start-page", "999",
+                       "-o", str(tmp_path / "none.csv"))
+    assert code == 0
+    assert "wrote 0 transactions" in err
+    assert "no rows from page 999 on: it may be past the last page" in err
+
+
+@pytest.mark.parametrize(("command", "size", "limit"), [("statistics", "500", "100"),
+                                                         ("transactions", "2000", "1000")])
+def test_a_page_size_above_the_apis_limit_is_a_usage_error(env, capsys, command, size, limit):
+    code, _, err = run(capsys, command, "--site", "25", "--since", "2024-01-01",
+                       "--until", "2024-01-31", "--page-size", size)
+    assert code == 2
+    assert f"argument --page-size: must be at most {limit}" in err
+
+
+def test_errors_name_the_flags_not_the_python_parameters(env, capsys, monkeypatch):
+    monkeypatch.setenv("ADVANCED_STORE_CLIENT_SECRET", "definitely-wrong")
+    code, _, err = run(capsys, "check")
+    assert code == 1
+    assert "--client-auth client_secret_basic" in err
+    assert "client_auth=" not in err
+    monkeypatch.delenv("ADVANCED_STORE_CLIENT_ID")
+    code, _, err = run(capsys, "check")
+    assert code == 2
+    assert "or pass --client-id and --client-secret" in err
 
 
 # -- transactions and statistics ---------------------------------------------------------------
@@ -716,3 +750,18 @@ def test_interrupt_exits_130(capsys, monkeypatch):
 
     monkeypatch.setattr(cli, "_run_sandbox", interrupted)
     assert run(capsys, "sandbox")[0] == 130
+
+
+def test_a_failed_pull_says_how_to_resume_with_the_flag(env, capsys):
+    code, _, err = run(capsys, "transactions", "--site", "25", "--since", "2024-01-01",
+                       "--until", "2024-01-31", "--status", "no-such-status")
+    assert code == 1
+    assert "(resume with --start-page 1)" in err
+    assert "start_page=" not in err
+
+
+def test_a_plain_http_api_url_off_loopback_is_a_usage_error(env, capsys):
+    code, _, err = run(capsys, "check", "--api-url", "http://api.example.com")
+    assert code == 2
+    assert "--api-url 'http://api.example.com' uses plain http to a non-loopback host" in err
+    assert "the access token would travel unencrypted" in err

@@ -328,6 +328,12 @@ def test_loopback_token_url_may_use_plain_http(requests_mock, clock, url):
     assert requests_mock.call_count == 1
 
 
+@pytest.mark.parametrize("audience", ["a.example  b.example", " a.example", "a.example "])
+def test_an_audience_string_with_an_empty_item_says_where(audience):
+    with pytest.raises(ConfigurationError, match=r"has an empty item \(spaces at an end, or two"):
+        make_auth(audience=audience)
+
+
 @pytest.mark.parametrize(
     "audience",
     ["", "a.example  b.example", " a.example", [""], ["a b"], ["a\tb"], ["ok", " "],
