@@ -56,6 +56,7 @@ ADVANCED_STORE_TOKEN_URL: Final = "https://auth.advanced-store.com/oauth2/token"
 ADVANCED_STORE_AUDIENCE: Final = ("api.ad4mat.net", "api.advanced-store.com")
 STATISTICS_PATH: Final = "/function/api/statistics"
 
+
 class _Slot(NamedTuple):
     """What the hot path needs, precomputed once per token."""
 
@@ -68,6 +69,7 @@ class _Slot(NamedTuple):
 
     def __repr__(self) -> str:  # the token's own repr shows only its fingerprint
         return f"_Slot(token={self.token!r}, stale_at={self.stale_at!r}, fetch={self.fetch})"
+
 
 #: Header style -> index of its header value in a _Slot (0: not signed), for the hot path.
 _FIELD: Final[Mapping[Optional[str], int]] = {
@@ -118,13 +120,14 @@ class _HostRule:
                 raise ConfigurationError(
                     f"allowed_hosts entries are 'host' or 'host:port' strings, got {entry!r:.60}"
                 )
+            entry = entry.strip()
             if entry.count(":") > 1 and not entry.startswith("["):
                 raise ConfigurationError(
                     f"allowed_hosts entry {entry!r:.60} looks like an IPv6 address: write it in "
                     "brackets, as in URLs: '[::1]' or '[::1]:8080'"
                 )
             try:
-                parts = urlsplit("//" + entry.strip())
+                parts = urlsplit("//" + entry)
                 port = parts.port
             except ValueError:  # "[::1" (unclosed), a port out of range or not a number
                 port = None

@@ -137,4 +137,3 @@ class SingleFlight(Generic[T]):
             with self._guard:
                 self._running = None
         return True
-

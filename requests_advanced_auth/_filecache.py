@@ -418,7 +418,7 @@ class FileTokenCache:
                 if (
                     stat.S_ISDIR(st.st_mode)
                     and stat.S_IMODE(st.st_mode) & 0o077
-                    and st.st_uid == getattr(os, "getuid", lambda: st.st_uid)()
+                    and st.st_uid == os.getuid()
                 ):
                     os.chmod(directory, 0o700)
         elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:

@@ -29,7 +29,7 @@ import requests
 
 from . import AdvancedAuth, AdvancedAuthError, ConfigurationError, PageError, __version__
 from ._auth import check_api_url
-from ._checks import MAX_TIMEOUT, check_http_url
+from ._checks import MAX_TIMEOUT, check_http_url, check_timeout
 from ._fetch import check_token_url
 from ._redact import excerpt, sent_tokens
 from .pagination import (
@@ -227,16 +227,15 @@ def _positive_float(text: str) -> float:
 
 
 def _timeout_seconds(text: str) -> float:
-    """Seconds > 0 and at most a day (far larger values overflow the socket layer)."""
+    """Seconds > 0 and at most a day, as the library checks a timeout."""
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= MAX_TIMEOUT:
+        seconds = float(text)
+        check_timeout(seconds)
+    except ValueError:  # not a number, or ConfigurationError (a ValueError)
         raise argparse.ArgumentTypeError(
             f"must be a number of seconds > 0 and at most {MAX_TIMEOUT:g} (a day), got {text!r}"
-        )
-    return value
+        ) from None
+    return seconds
 
 
 def _positive_int(text: str, maximum: Optional[int] = None) -> int:
@@ -640,8 +639,8 @@ def _run_pull(
     come from ``args``.
     """
     auth = _make_auth(args)
-    transactions_url, statistics_url = api_urls(_environment(args).get("ADVANCED_STORE_API_URL"))
-    url = transactions_url if pull is iter_transactions else statistics_url
+    urls = api_urls(_environment(args).get("ADVANCED_STORE_API_URL"))
+    url = urls[0] if pull is iter_transactions else urls[1]
     try:
         rows = pull(
             auth,

@@ -21,8 +21,8 @@ Rules:
   ``int`` or ``float`` is epoch seconds (UTC). Both ends are inclusive. Transactions take
   epoch seconds, so nothing before 1970-01-01 UTC can be asked for.
 * A page that fails (transport error, token error, non-2xx after the auth's one re-send on
-  401, an answer that is not the documented JSON, or a page that repeats the previous one
-  exactly, as from a server that ignores ``page``) raises
+  401, an answer that is not the documented JSON, or a page that repeats an earlier page
+  of the same pull exactly, as from a server that ignores ``page``) raises
   :class:`~requests_advanced_auth.PageError`; ``error.page`` is the page to resume from
   (``start_page=error.page``) and ``error.__cause__`` the underlying error, if any. What it
   quotes from an answer never holds the ``Authorization`` value that was sent (an API that
@@ -234,21 +234,19 @@ def _parse_date_text(text: str, name: str) -> Union[_dt.date, _dt.datetime]:
     cut = min((i for i in (text.find("T"), text.find("t"), text.find(" ")) if i >= 0),
               default=len(text))
     day, moment = text[:cut], text[cut + 1:]
+    if _WEEK.fullmatch(day):
+        raise ConfigurationError(
+            f"{name} {text!r:.60} is a week, not a day: give a day, e.g. "
+            f"{day}-1 (its Monday) or YYYY-MM-DD"
+        )
     try:
-        if _WEEK.fullmatch(day):
-            raise ConfigurationError(
-                f"{name} {text!r:.60} is a week, not a day: give a day, e.g. "
-                f"{day}-1 (its Monday) or YYYY-MM-DD"
-            )
         if not moment:
             return _dt.date.fromisoformat(day)  # every spelling it reads means the day
         _dt.date.fromisoformat(day)  # the date part alone must be a date
         if moment.endswith(("Z", "z")):  # Python < 3.11 does not read "Z"
             text = text[:-1] + "+00:00"
         return _dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        if isinstance(exc, ConfigurationError):
-            raise
+    except ValueError:
         raise ConfigurationError(
             f"{name} must be a date YYYY-MM-DD or an ISO 8601 date and time "
             f"(YYYY-MM-DDTHH:MM:SS, optionally with Z or an offset such as +02:00), "
@@ -297,6 +295,18 @@ def _date_of(value: Any, name: str) -> _dt.date:
     if isinstance(value, _dt.date):
         return value
     return _as_utc(value, name, end=False).date()
+
+
+def _date_range_type(value: Any) -> Optional[str]:
+    """The API's ``dateRangeType``: a field name such as ``updatedAt`` or ``transactionDate``."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip().isidentifier():
+        raise ConfigurationError(
+            "date_range_type must be the name of a date field, 'updatedAt' (the API's "
+            f"default) or 'transactionDate', got {shown(value)}"
+        )
+    return value.strip()
 
 
 def _check_source(session_or_auth: Any) -> None:
@@ -529,7 +539,7 @@ def iter_transactions(
     for key, value in (
         ("programId", _optional_id(program_id, "program_id")),
         ("statusId", _optional_id(status_id, "status_id")),
-        ("dateRangeType", _optional_id(date_range_type, "date_range_type")),
+        ("dateRangeType", _date_range_type(date_range_type)),
     ):
         if value is not None:
             params[key] = value

@@ -504,6 +504,14 @@ def test_statistics_bad_parameters_fail_before_any_request(sandbox, options, mes
     assert sandbox.provider.token_requests == 0
 
 
+@pytest.mark.parametrize("value", [5, "", "updated at", ["updatedAt"]])
+def test_a_date_range_type_that_is_not_a_field_name_fails_before_any_request(sandbox, value):
+    with pytest.raises(ConfigurationError, match="date_range_type must be the name of a date"):
+        iter_transactions(sandbox.auth(), site_ids=25, **YEAR, date_range_type=value,
+                          url=sandbox.transactions_url)
+    assert sandbox.provider.api_requests == 0
+
+
 def test_neither_session_nor_auth_is_a_type_error():
     with pytest.raises(TypeError, match=r"requests\.Session"):
         iter_transactions("not a session", site_ids=1, **YEAR)  # type: ignore[arg-type]

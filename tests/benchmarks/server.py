@@ -11,6 +11,7 @@ threads for one GIL, so every client would mostly measure the server. So the san
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -20,6 +21,10 @@ from typing import Any, Optional
 import requests
 
 from requests_advanced_auth.sandbox import STATISTICS_PATH, TRANSACTIONS_PATH
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class SandboxProcess:
@@ -42,7 +47,11 @@ class SandboxProcess:
             sys.executable, "-m", "requests_advanced_auth.sandbox",
             "--port", "0", "--token-lifetime", repr(self.knobs["token_lifetime"]),
         ]
-        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self._proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True,
+            # Ctrl-C at its default even if this run ignores it (nohup): stop() sends one.
+            preexec_fn=_default_sigint if os.name == "posix" else None,
+        )
         assert self._proc.stdout is not None
         while True:  # the banner ends with "Serving until Ctrl-C."; EOF means it failed
             line = self._proc.stdout.readline()
