@@ -519,13 +519,14 @@ class TokenFetcher:
                 return b"".join(chunks)
             size += len(chunk)
             if size > MAX_TOKEN_ANSWER_BYTES:
+                ctype = self._content_type(response)
                 raise TokenResponseError(
                     f"token endpoint {self.token_url} answered {response.status_code} with "
-                    f"{self._content_type(response)} larger than {MAX_TOKEN_ANSWER_BYTES} "
-                    "bytes: not a token answer; it was not read further",
+                    f"{ctype} larger than {MAX_TOKEN_ANSWER_BYTES} bytes: not a token "
+                    "answer; it was not read further",
                     token_url=self.token_url,
                     status_code=response.status_code,
-                    content_type=self._content_type(response),
+                    content_type=ctype,
                 )
             chunks.append(chunk)
             if _monotonic() > deadline:
