@@ -77,6 +77,7 @@ _FIELD: Final[Mapping[Optional[str], int]] = {
 }
 _MAX_ORIGINS: Final = 256  # bound on the per-origin decision cache (a crawler hits many hosts)
 _UNREPLAYABLE: Final = -1  # body position marker: the body cannot be sent again
+_KEPT_401_BODY: Final = 64 * 1024  # bytes of a re-sent 401's body kept for its history
 
 
 def _origin_of(url: str) -> str:
@@ -380,13 +381,16 @@ class ClientCredentialsAuth(AuthBase):
         """Re-send ``r``'s request with a new Authorization, as requests' HTTPDigestAuth does.
 
         Same adapter and send options, body rewound, cookies the 401 set carried over; the
-        401 is drained, closed and kept in ``history``.
+        401 is kept in ``history`` with at most _KEPT_401_BODY bytes of its body read (an
+        endless one must not stall the re-send), then closed.
         """
         request = r.request
         body = request.body
         if hasattr(body, "seek"):
             body.seek(position)  # type: ignore[union-attr]
-        r.content  # noqa: B018
+        if not r._content_consumed:  # type: ignore[attr-defined]
+            r._content = next(r.iter_content(_KEPT_401_BODY), b"")
+            r._content_consumed = True  # type: ignore[attr-defined]
         r.close()
         prep = request.copy()
         jar = prep._cookies  # type: ignore[attr-defined]

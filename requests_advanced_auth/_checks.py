@@ -18,13 +18,29 @@ MAX_TIMEOUT: Final = 86400.0
 
 
 def is_seconds(value: Any, *, allow_zero: bool = False) -> bool:
-    """True for a finite int or float > 0 (>= 0 with ``allow_zero``); never for a bool."""
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    )
+    """True for a finite int or float > 0 (>= 0 with ``allow_zero``) that fits a float;
+    never for a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        finite = math.isfinite(value)  # an int past float's range raises OverflowError
+    except OverflowError:
+        return False
+    return finite and (value >= 0 if allow_zero else value > 0)
+
+
+def check_text(value: str, name: str) -> str:
+    """``value`` if it can be sent (UTF-8 encodable), else a ConfigurationError that never
+    quotes it (it may be the secret): a lone surrogate comes from undecodable bytes, as in
+    an environment variable that is not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(
+            f"{name} holds characters that are not valid Unicode text (bytes that were not "
+            "UTF-8?): set it as UTF-8 text"
+        ) from None
+    return value
 
 
 def checked_seconds(value: Any, name: str) -> float:
@@ -88,6 +104,13 @@ def check_http_url(url: Any, name: str, *, example: str = "https://host/path") -
         )
     if port == 0:
         raise invalid_port
+    try:
+        parts.hostname.encode("idna")  # labels of 1..63 characters, a valid name
+    except UnicodeError:
+        raise ConfigurationError(
+            f"{name} has an invalid host name (each part between dots must be 1 to 63 "
+            f"characters): {url!r:.200}"
+        ) from None
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError(
             f"{name} must not carry a user name or password (credentials belong in the "

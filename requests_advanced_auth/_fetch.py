@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import os
 import random
 import time
 from typing import Any, Callable, Final, Iterable, Literal, Mapping, Optional, Sequence, Union
@@ -29,7 +30,15 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ProtocolError, ResponseError
 from urllib3.util.retry import Retry
 
-from ._checks import Timeout, check_http_url, check_timeout, checked_seconds
+from ._checks import (
+    Timeout,
+    check_http_url,
+    check_text,
+    check_timeout,
+    checked_seconds,
+    is_seconds,
+    shown,
+)
 from ._redact import basic_credentials, excerpt, spellings
 from ._token import HEADER_SAFE, Token, parse_expires_in
 from .exceptions import (
@@ -72,6 +81,16 @@ _CHUNK: Final = 16384
 
 _sleep = time.sleep  # the only sleeping in the package; tests replace it
 _monotonic = time.monotonic  # the deadline of reading an answer; tests replace it
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """Signs nothing: the token request carries its own client authentication."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+_NO_AUTH: Final = _NoAuth()
 
 
 class _Hidden:
@@ -146,6 +165,7 @@ def normalize_audience(audience: Any) -> tuple[str, ...]:
             raise ConfigurationError(
                 f"audience items must be strings, got {type(item).__name__}"
             )
+        check_text(item, "audience")
         if not item or item != item.strip() or any(ch.isspace() for ch in item):
             raise ConfigurationError(
                 f"audience item {item!r:.80} is empty or contains whitespace; pass each "
@@ -160,7 +180,7 @@ def normalize_scope(scope: Any) -> Optional[str]:
     if scope is None:
         return None
     if isinstance(scope, str):
-        return " ".join(scope.split()) or None
+        return " ".join(check_text(scope, "scope").split()) or None
     if isinstance(scope, (bytes, bytearray)) or not isinstance(scope, Iterable):
         raise ConfigurationError(
             f"scope must be a str or an iterable of str, got {type(scope).__name__}"
@@ -171,6 +191,7 @@ def normalize_scope(scope: Any) -> Optional[str]:
             raise ConfigurationError(
                 f"scope items must be non-empty strings without spaces, got {item!r:.60}"
             )
+        check_text(item, "scope")
     return " ".join(items) or None
 
 
@@ -187,6 +208,8 @@ def check_extra_params(params: Any) -> dict[str, str]:
             raise ConfigurationError(
                 f"extra_params must map str to str, got {key!r:.40}: {type(value).__name__}"
             )
+        check_text(key, "extra_params")
+        check_text(value, "extra_params")
         if key in _RESERVED_PARAMS:
             raise ConfigurationError(
                 f"extra_params may not set {key!r}: the token request sets it (use the "
@@ -236,7 +259,13 @@ class _TokenRetry(Retry):
                 # Give up now; with raise_on_status=False urllib3 hands us the response,
                 # so the error can quote the server's Retry-After.
                 raise MaxRetryError(_pool, url or "", ResponseError("Retry-After too long"))
-        return super().increment(method, url, response, error, _pool, _stacktrace)
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if response is not None:
+            # The answer is retried, so its body is not needed: urllib3 would read it to the
+            # end to reuse the connection (an endless body would hold the fetch for ever).
+            # Closing it costs a new connection for the retry.
+            response.close()
+        return retry
 
     def sleep(self, response: Any = None) -> None:
         if self.respect_retry_after_header and response is not None:
@@ -270,9 +299,22 @@ class _TokenAdapter(HTTPAdapter):
 
 
 def make_retry(retries: Union[int, Retry], max_retry_after: float) -> Retry:
-    """The token session's Retry: an int gives ours, a Retry instance is used as it is."""
+    """The token session's Retry: an int gives ours; a Retry instance keeps its settings
+    but gets ours' bounds (``max_retry_after``, the backoff cap, no draining of retried
+    answers), and must have a total of at most MAX_RETRIES."""
     if isinstance(retries, Retry):
-        return retries
+        total = retries.total
+        if isinstance(total, bool) or not isinstance(total, int) or not 0 <= total <= MAX_RETRIES:
+            raise ConfigurationError(
+                f"retries: a urllib3 Retry for the token request needs total=0..{MAX_RETRIES} "
+                f"(each attempt can take a read timeout), got total={total!r}"
+            )
+        bounded = _TokenRetry.__new__(_TokenRetry)
+        bounded.__dict__.update(vars(retries))  # a Retry is its settings (see Retry.new)
+        bounded.max_retry_after = max_retry_after
+        # The last answer comes back to us, so that the error can say what it was.
+        bounded.raise_on_status = bounded.raise_on_redirect = False
+        return bounded
     if (
         isinstance(retries, bool)
         or not isinstance(retries, int)
@@ -303,11 +345,11 @@ def make_retry(retries: Union[int, Retry], max_retry_after: float) -> Retry:
 
 
 class _CutShort(Exception):
-    """The answer broke off while its body was being read (a retryable read error)."""
+    """The answer broke off while its body was being read (a retryable read error).
 
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(f"{type(cause).__name__}: {cause}")
-        self.cause = cause
+    It holds only a scrubbed description: the original error may quote echoed request data
+    (the secret), and neither it nor its frames should stay reachable.
+    """
 
 
 class TokenFetcher:
@@ -339,6 +381,7 @@ class TokenFetcher:
         for name, value in (("client_id", client_id), ("client_secret", client_secret)):
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{name} must be a non-empty string")
+            check_text(value, name)
         if client_auth not in ("client_secret_post", "client_secret_basic"):
             raise ConfigurationError(
                 f"client_auth must be 'client_secret_post' or 'client_secret_basic', "
@@ -348,14 +391,24 @@ class TokenFetcher:
             raise ConfigurationError(
                 f"audience_encoding must be 'joined' or 'repeated', got {audience_encoding!r:.40}"
             )
-        if proxies is not None and not isinstance(proxies, Mapping):
+        if proxies is not None and (
+            not isinstance(proxies, Mapping)
+            or not all(isinstance(k, str) and isinstance(v, (str, type(None)))
+                       for k, v in proxies.items())
+        ):
             raise ConfigurationError(
-                "proxies must be a mapping like {'https': 'http://proxy:3128'}, "
-                f"got {type(proxies).__name__}"
+                "proxies must map a scheme to a proxy URL, like {'https': 'http://proxy:3128'}, "
+                f"got {shown(proxies)}"
             )
         if verify is not None and not isinstance(verify, (bool, str)):
             raise ConfigurationError(
                 f"verify must be True, False or the path of a CA bundle, got {verify!r:.40}"
+            )
+        if isinstance(verify, str) and not os.path.exists(verify):
+            # An empty string would even turn verification off (requests reads it as False).
+            raise ConfigurationError(
+                f"verify must be True, False or the path of a CA bundle (a file or a "
+                f"directory); {verify!r:.200} does not exist"
             )
         pair = isinstance(cert, tuple) and len(cert) == 2
         if cert is not None and not (
@@ -365,13 +418,16 @@ class TokenFetcher:
                 "cert must be the path of a client certificate or a (cert, key) pair of "
                 f"paths, got {cert!r:.40}"
             )
+        for path in (cert,) if isinstance(cert, str) else cert or ():
+            if not os.path.isfile(path):
+                raise ConfigurationError(f"cert: the file {path!r:.200} does not exist")
         if token_session is not None and not isinstance(token_session, requests.Session):
             raise ConfigurationError(
                 f"token_session must be a requests.Session, got {type(token_session).__name__}"
             )
-        if not callable(clock):
+        if not callable(clock) or not is_seconds(clock(), allow_zero=True):
             raise ConfigurationError(
-                f"clock must be a callable returning epoch seconds, got {clock!r:.40}"
+                f"clock must be a callable returning epoch seconds (a number), got {clock!r:.40}"
             )
         self.client_id = client_id
         self.token_url = check_token_url(token_url)
@@ -383,6 +439,10 @@ class TokenFetcher:
         self.timeout = check_timeout(timeout)
         self.max_retry_after = checked_seconds(max_retry_after, "max_retry_after")
         self._retry = make_retry(retries, self.max_retry_after)
+        if urlsplit(self.token_url).scheme == "http":
+            # Plain http is allowed to loopback only: a proxy (configured, or from
+            # HTTP_PROXY/ALL_PROXY) would carry the secret in the clear. None removes them.
+            proxies = {**(proxies or {}), "http": None, "all": None}  # type: ignore[dict-item]
         self._send_options: dict[str, Any] = {
             k: v for k, v in (("verify", verify), ("cert", cert), ("proxies", proxies))
             if v is not None
@@ -447,6 +507,8 @@ class TokenFetcher:
         # urllib3's Retry (on our adapter) covers everything up to the answer's headers; a
         # body that breaks off after them is retried here, counted by the same Retry and
         # with its backoff. A session of the caller's decides its own retries.
+        # Errors are raised outside the except blocks: their __context__ would otherwise be
+        # the original exception, whose text and frames may hold what a server echoed.
         own = self._own_session
         budget = _BUDGET.set(None)
         try:
@@ -456,11 +518,12 @@ class TokenFetcher:
                     with response:
                         body = self._read(response)
                     break
-                except _CutShort as cut:
-                    # What urllib3 already spent on this post (its Retry, as it left it),
-                    # plus this failure.
-                    left = (getattr(response.raw, "retries", None) or self._retry) if own else None
-                    _BUDGET.set(self._after_cut(left, cut, response.status_code))
+                except _CutShort as exc:
+                    cut = exc
+                # What urllib3 already spent on this post (its Retry, as it left it), plus
+                # this failure.
+                left = (getattr(response.raw, "retries", None) or self._retry) if own else None
+                _BUDGET.set(self._after_cut(left, cut, response.status_code))
         finally:
             _BUDGET.reset(budget)
         token = self._parse(response, body, issued_at)
@@ -471,6 +534,26 @@ class TokenFetcher:
         return token
 
     def _post(self) -> requests.Response:
+        try:
+            return self._session.post(
+                self.token_url,
+                data=self._body.value,
+                headers=self._headers(),
+                timeout=self.timeout,
+                allow_redirects=False,  # the body carries the secret: never re-send it elsewhere
+                stream=True,  # read by _read, bounded in size and time
+                # Never signed by the session's own auth (it may be this very auth, which
+                # would wait on itself), nor by a .netrc entry.
+                auth=_NO_AUTH,
+                **self._send_options,
+            )
+        except requests.RequestException as exc:
+            error, clean = self._unreachable(exc), self._clean(exc)
+        # Out of the except (no __context__), and with no local left that holds the
+        # original error: its text and frames may quote the request.
+        raise error from clean
+
+    def _headers(self) -> dict[str, str]:
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
@@ -480,18 +563,18 @@ class TokenFetcher:
             headers["Authorization"] = requests.auth._basic_auth_str(
                 quote(self.client_id, safe=""), quote(self._secret.value, safe="")
             )
-        try:
-            return self._session.post(
-                self.token_url,
-                data=self._body.value,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,  # the body carries the secret: never re-send it elsewhere
-                stream=True,  # read by _read, bounded in size and time
-                **self._send_options,
-            )
-        except requests.RequestException as exc:
-            raise self._unreachable(exc) from _scrubbed(exc)
+        return headers
+
+    def _clean(self, exc: BaseException) -> requests.RequestException:
+        """A stand-in for ``exc`` to chain as the cause: the same type (when it is a requests
+        exception) and a scrubbed text, with no request, context or frames."""
+        text = excerpt(str(exc), self._hidden.value, 500)
+        if isinstance(exc, requests.RequestException):
+            try:
+                return type(exc)(text)
+            except Exception:  # noqa: S110 - an exception type with other arguments
+                pass
+        return requests.ConnectionError(f"{type(exc).__name__}: {text}")
 
     def _read(self, response: requests.Response) -> bytes:
         """The answer's body, at most MAX_TOKEN_ANSWER_BYTES, within the read timeout.
@@ -514,7 +597,11 @@ class TokenFetcher:
             try:
                 chunk = read()
             except (Urllib3Error, OSError) as exc:
-                raise _CutShort(exc) from exc
+                cut = f"{type(exc).__name__}: {excerpt(str(exc), self._hidden.value, 200)}"
+            else:
+                cut = ""
+            if cut:
+                raise _CutShort(cut)
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
@@ -537,22 +624,21 @@ class TokenFetcher:
                     status_code=response.status_code,
                 )
 
-    def _after_cut(
-        self, retry: Optional[Retry], cut: _CutShort, status: int
-    ) -> Retry:
+    def _after_cut(self, retry: Optional[Retry], cut: _CutShort, status: int) -> Retry:
         """Count a broken-off answer against ``retry`` and wait its backoff, or give up."""
-        error = TokenEndpointUnreachableError(
-            f"could not reach the token endpoint {self.token_url}: it answered {status}, but "
-            f"the answer was cut short ({excerpt(str(cut), self._hidden.value, 200)})",
-            token_url=self.token_url,
-        )
-        if retry is None:
-            raise error from cut.cause
-        try:
-            cause = cut.cause if isinstance(cut.cause, Urllib3Error) else ProtocolError(cut.cause)
-            retry = retry.increment(method="POST", url=self.token_url, error=cause)
-        except (MaxRetryError, Urllib3Error, OSError):  # out of retries, or POST not retried
-            raise error from cut.cause
+        gave_up = retry is None
+        if retry is not None:
+            try:  # counted as a read error: a ProtocolError to urllib3
+                retry = retry.increment(method="POST", url=self.token_url,
+                                        error=ProtocolError(str(cut)))
+            except (MaxRetryError, Urllib3Error, OSError):  # out of retries, or POST not retried
+                gave_up = True
+        if gave_up or retry is None:
+            raise TokenEndpointUnreachableError(
+                f"could not reach the token endpoint {self.token_url}: it answered {status}, "
+                f"but the answer was cut short ({cut})",
+                token_url=self.token_url,
+            ) from requests.ConnectionError(str(cut))
         retry.sleep()
         return retry
 
@@ -623,17 +709,24 @@ class TokenFetcher:
 
     def _oauth_error(self, data: Mapping[str, Any], status: int) -> OAuthError:
         # oauthlib maps the RFC 6749 §5.2 body onto its error classes; we keep the parts.
+        # It gets the two fields of §5.2 only: it would parse (and trip over) any other, as
+        # an expires_in of "abc" or a scope of 123.
+        description = data.get("error_description")
+        if not isinstance(description, str):
+            description = ""
+        parts = {"error": data["error"], "error_description": description}
         try:
-            BackendApplicationClient(self.client_id).parse_request_body_response(json.dumps(data))
+            BackendApplicationClient(self.client_id).parse_request_body_response(
+                json.dumps(parts)
+            )
         except OAuth2Error as exc:
             error = exc.error
+        except Exception:  # pragma: no cover - oauthlib's own trouble: keep the server's word
+            error = str(data["error"])
         else:  # pragma: no cover - oauthlib raises for every body that has "error"
             error = str(data["error"])
         # Only the server's own words: oauthlib fills in class defaults (a bare
         # invalid_request becomes "Invalid client_id parameter value.").
-        description = data.get("error_description")
-        if not isinstance(description, str):
-            description = ""
         cls = InvalidClientError if error == "invalid_client" else OAuthError
         return cls(
             excerpt(error or "unknown_error", self._hidden.value, 60),
@@ -646,8 +739,15 @@ class TokenFetcher:
         self, data: dict[str, Any], status: int, ctype: str, issued_at: float
     ) -> Token:
         url = self.token_url
+        access_token = data.get("access_token")
+        # What the answer says may echo the request: the secret is blanked from every part
+        # quoted, and the token from everything but the Token itself.
+        hidden = set(self._hidden.value)
+        if isinstance(access_token, str):
+            hidden |= spellings(access_token)
 
         def unusable(problem: str) -> TokenResponseError:
+            problem = excerpt(problem, hidden, 300)
             return TokenResponseError(
                 f"token endpoint {url} answered {status} {ctype}, but {problem}",
                 token_url=url,
@@ -655,7 +755,6 @@ class TokenFetcher:
                 content_type=ctype,
             )
 
-        access_token = data.get("access_token")
         if not isinstance(access_token, str) or not access_token.strip():
             raise unusable("without a usable access_token (missing, empty or not a string)")
         if not HEADER_SAFE.fullmatch(access_token):
@@ -668,19 +767,27 @@ class TokenFetcher:
             token_type = "bearer"  # RFC 6749 requires it; a missing one is taken as bearer
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise unusable(
-                f"the token_type is {excerpt(str(token_type), spellings(access_token), 30)!r}; "
+                f"the token_type is {excerpt(str(token_type), hidden, 30)!r}; "
                 "only bearer tokens are supported"
             )
         try:
             expires_in = parse_expires_in(data.get("expires_in"))
         except ValueError as exc:
-            raise unusable(str(exc)) from None
+            problem: Optional[str] = str(exc)  # raised below, out of the except: the
+        else:  # original would be its __context__, and it quotes the value
+            problem = None
+        if problem is not None:
+            raise unusable(problem)
         # oauthlib parses the rest (and checks it once more); it accepts only an int
         # expires_in, and signals a changed scope with a raised Warning.
         normalized = dict(data)
         normalized.pop("expires_in", None)
         scope = data.get("scope")
-        if not isinstance(scope, str):  # RFC 6749 §3.3 says a string; anything else: none
+        if not isinstance(scope, str) or excerpt(scope, self._hidden.value, len(scope) + 1) != (
+            " ".join(scope.split())
+        ):
+            # RFC 6749 §3.3 says a string; anything else is no scope, and so is one that
+            # echoes the secret (it would show in the Token's repr and in logs).
             normalized.pop("scope", None)
             scope = None
         try:
@@ -728,10 +835,11 @@ class TokenFetcher:
             self._session = self._new_session()
 
 
-def _describe(data: Any, text: str, hidden: Sequence[str]) -> str:
+def _describe(data: Any, text: str, hidden: Iterable[str]) -> str:
     """What an unusable answer looked like, without quoting a token it may carry."""
     if isinstance(data, dict):
-        return f"it is a JSON object with keys {sorted(map(str, data))[:8]}"
+        keys = [excerpt(str(key), hidden, 40) for key in sorted(map(str, data))[:8]]
+        return f"it is a JSON object with keys {keys}"
     if data is not None:
         return f"it is a JSON {type(data).__name__}"
     return f"it starts: {excerpt(text, hidden, 80)!r}"
@@ -750,9 +858,3 @@ def _retry_after(headers: Mapping[str, str]) -> Optional[float]:
         return Retry(0).parse_retry_after(value)
     except InvalidHeader:
         return None
-
-
-def _scrubbed(exc: requests.RequestException) -> requests.RequestException:
-    """``exc`` without its request: the prepared token request holds the client secret."""
-    exc.request = None
-    return exc

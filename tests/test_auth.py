@@ -1034,6 +1034,38 @@ def test_reprs_of_the_auth_and_its_parts_never_show_a_token_or_the_secret(clock,
         assert "s3cr3t" not in text.lower()
 
 
+class _Endless(io.RawIOBase):
+    """A 401 body that never ends; counts what was read of it."""
+
+    def __init__(self) -> None:
+        self.served = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.served > 64 * 1024 * 1024:
+            raise RuntimeError("the 401 body was read to no end")
+        buffer[:] = b"x" * len(buffer)
+        self.served += len(buffer)
+        return len(buffer)
+
+
+def test_a_401_with_an_endless_body_is_read_only_a_little_before_the_resend(
+    clock, requests_mock, endpoint
+):
+    body = _Endless()
+    requests_mock.get(TRANSACTIONS, [
+        {"status_code": 401, "raw": urllib3.HTTPResponse(body=io.BufferedReader(body),
+                                                         status=401, preload_content=False)},
+        {"status_code": 200, "text": "ok"},
+    ])
+    answer = session_with(advanced(clock)).get(TRANSACTIONS)
+    assert answer.status_code == 200
+    assert body.served <= 1024 * 1024
+    assert 0 < len(answer.history[0].content) <= 64 * 1024  # kept, and bounded
+
+
 # == from_env =================================================================================
 
 ENV = {"ADVANCED_STORE_CLIENT_ID": CLIENT_ID, "ADVANCED_STORE_CLIENT_SECRET": SECRET}

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import socket
+import threading
 import traceback
 import warnings
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus
@@ -884,19 +885,22 @@ def test_own_token_session_is_reused_across_fetches(requests_mock, clock):
     assert len(sessions) == 1
 
 
-def test_verify_cert_proxies_and_timeout_reach_the_token_post(requests_mock, clock):
+def test_verify_cert_proxies_and_timeout_reach_the_token_post(requests_mock, clock, tmp_path):
     requests_mock.post(IDP_URL, json=answer())
     proxies = {"https": "http://proxy.internal:3128"}
+    ca, pem, key = (tmp_path / name for name in ("corp-ca.pem", "client.pem", "client.key"))
+    for path in (ca, pem, key):
+        path.write_text("-----BEGIN CERTIFICATE-----\n")
     make_auth(
-        verify="/etc/ssl/corp-ca.pem",
-        cert=("/etc/ssl/client.pem", "/etc/ssl/client.key"),
+        verify=str(ca),
+        cert=(str(pem), str(key)),
         proxies=proxies,
         timeout=7.5,
         clock=clock,
     ).get_token()
     request = requests_mock.last_request
-    assert request.verify == "/etc/ssl/corp-ca.pem"
-    assert request.cert == ("/etc/ssl/client.pem", "/etc/ssl/client.key")
+    assert request.verify == str(ca)
+    assert request.cert == (str(pem), str(key))
     assert request.proxies["https"] == "http://proxy.internal:3128"
     assert request.timeout == 7.5
 
@@ -1229,3 +1233,158 @@ def test_a_503_from_a_transport_of_the_callers_own_reports_its_retry_after(clock
     with pytest.raises(TokenEndpointUnreachableError) as info:
         make_auth(token_session=session, clock=clock).get_token()
     assert info.value.retry_after == 120
+
+
+# == a hostile token endpoint, round two =======================================================
+
+
+class _Limit(Exception):
+    """Raised by a test body once it has served more than a test allows (never caught)."""
+
+
+def test_a_retried_status_with_an_endless_body_is_not_drained(wire, waits):
+    """urllib3 reads a retried answer's body to reuse the connection; an endless one would
+    hold the fetch (and every thread waiting for it) forever. It is closed instead."""
+
+    def cap():
+        if endless.served > 4 * 1024 * 1024:
+            raise _Limit("the 503's body was drained")
+
+    endless = _Body([b"x" * 65536], forever=True, on_read=cap)
+    stub = wire((503, {"Content-Type": "text/plain"}, endless), OK)
+    assert make_auth(retries=2).get_token().access_token == TOKEN
+    assert len(stub.attempts) == 2
+    assert endless.served <= 2 * 65536
+
+
+def test_the_token_request_is_not_signed_by_the_session_it_goes_through(leak_guard):
+    """A session can carry the auth and be its token_session: the token POST must not ask
+    the same auth for a token (it would wait on itself for ever)."""
+    adapter = requests_mock_module.Adapter()
+    adapter.register_uri("POST", IDP_URL, json=answer())
+    adapter.register_uri("GET", "https://api.example.com/x", text="ok")
+    session = requests.Session()
+    session.mount("https://", adapter)
+    session.auth = make_auth(token_session=session)
+    done = []
+    worker = threading.Thread(
+        target=lambda: done.append(session.get("https://api.example.com/x")), daemon=True
+    )
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "the token request waited on its own auth"
+    assert done[0].status_code == 200
+    token_post = adapter.request_history[0]
+    assert "Authorization" not in token_post.headers
+
+
+@pytest.mark.parametrize(
+    "body",
+    [answer(token_type=SECRET), answer(expires_in=f"x{SECRET}"),
+     {**answer(access_token=None), f"client_secret={SECRET}": 1}],
+    ids=["token_type", "expires_in", "a key"],
+)
+def test_a_secret_echoed_in_any_field_of_an_answer_is_blanked(requests_mock, clock, body):
+    requests_mock.post(IDP_URL, json=body)
+    with pytest.raises(TokenResponseError) as info:
+        make_auth(clock=clock).get_token()
+    assert_no_secret_anywhere(info.value)
+
+
+def test_a_scope_that_echoes_the_secret_is_not_kept(requests_mock, clock, caplog):
+    caplog.set_level(logging.DEBUG, logger="requests_advanced_auth")
+    requests_mock.post(IDP_URL, json=answer(scope=f"read client_secret={SECRET}"))
+    token = make_auth(scope="read", clock=clock).get_token()
+    assert token.access_token == TOKEN
+    assert token.scope is None
+    assert SECRET not in repr(token) + caplog.text
+
+
+@pytest.mark.parametrize("odd", [{"expires_in": "abc"}, {"expires_in": 1e999},
+                                 {"expires_in": [1]}, {"scope": 123}, {"scope": {}},
+                                 {"error_description": 5}, {"error_uri": []}])
+def test_an_oauth_error_with_odd_fields_is_still_an_oauth_error(requests_mock, clock, odd):
+    body = json.dumps({"error": "invalid_request", "error_description": "no", **odd})
+    requests_mock.post(IDP_URL, status_code=400, text=body, headers=JSON)
+    with pytest.raises(OAuthError) as info:
+        make_auth(clock=clock).get_token()
+    assert info.value.error == "invalid_request"
+
+
+def test_a_users_retry_still_honours_max_retry_after(wire, waits):
+    retry = urllib3.util.Retry(2, status_forcelist=[429], allowed_methods=None)
+    wire((429, {"Retry-After": "3600"}, b"later"), OK)
+    with pytest.raises(TokenEndpointUnreachableError) as info:
+        make_auth(retries=retry, max_retry_after=1).get_token()
+    assert info.value.retry_after == 3600
+    assert waits == []  # an hour is not waited for
+
+
+@pytest.mark.parametrize("retry", [
+    urllib3.util.Retry(total=None, connect=None, read=None),
+    urllib3.util.Retry(total=50),
+])
+def test_a_users_retry_without_a_bound_is_a_configuration_error(retry):
+    with pytest.raises(ConfigurationError, match="retries"):
+        make_auth(retries=retry)
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("verify", ""), ("verify", "/no/such/ca-bundle.pem"), ("cert", "/no/such/client.pem"),
+    ("cert", ("/no/such/client.pem", "/no/such/client.key")),
+])
+def test_tls_files_that_do_not_exist_are_a_configuration_error(option, value):
+    with pytest.raises(ConfigurationError, match=option):
+        make_auth(**{option: value})
+
+
+def test_a_plain_http_token_request_to_loopback_never_goes_through_a_proxy(
+    requests_mock, clock, monkeypatch
+):
+    """Plain http is allowed to loopback only; a proxy would carry the secret in the clear."""
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.net:3128")
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.example.net:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    url = "http://127.0.0.1:4444/oauth2/token"
+    requests_mock.post(url, json=answer())
+    make_auth(token_url=url, proxies={"http": "http://other-proxy:3128"}, clock=clock).get_token()
+    proxies = requests_mock.last_request.proxies
+    assert not proxies.get("http")
+    assert not proxies.get("all")
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("leeway", 10**400), ("max_retry_after", 10**400), ("timeout", 10**400),
+    ("client_secret", "s\udcffcret"), ("client_id", "c\udcffd"), ("scope", "r\udcffead"),
+    ("audience", "a\udcffb"), ("extra_params", {"resource": "x\udcff"}),
+    ("proxies", {"http": 123}), ("clock", lambda: None), ("clock", lambda: "0"),
+    ("token_url", "https://" + "a" * 300 + ".example/t"),
+])
+def test_more_bad_options_are_a_configuration_error(option, value):
+    with pytest.raises(ConfigurationError) as info:
+        make_auth(**{option: value})
+    assert option.split("_")[0] in str(info.value)
+
+
+def _echoing_error() -> ProtocolError:
+    """What urllib3 raises when a server sends the request body back as a chunk length."""
+    echoed = ProtocolError(f"bad chunk length b'client_secret={SECRET}&grant_type'")
+    echoed.__context__ = ValueError(f"invalid literal for int(): client_secret={SECRET}")
+    return echoed
+
+
+def test_a_transport_error_chain_holds_no_echoed_secret_nor_its_frames(wire, waits):
+    """The cause is kept (its type and a scrubbed text), but not the original exception,
+    whose message, context and traceback frames (locals) hold the request body."""
+    wire(_echoing_error(), _echoing_error())  # no local of this frame holds the secret
+    with pytest.raises(TokenEndpointUnreachableError) as info:
+        make_auth(retries=1, client_auth="client_secret_basic").get_token()
+    error = info.value
+    assert isinstance(error.__cause__, requests.ConnectionError)
+    rendered = "".join(traceback.TracebackException(
+        type(error), error, error.__traceback__, capture_locals=True).format())
+    basic = base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()
+    for text in (rendered, repr(error.__cause__), str(error.__context__)):
+        assert SECRET not in text
+        assert basic not in text
