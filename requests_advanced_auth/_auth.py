@@ -389,7 +389,12 @@ class ClientCredentialsAuth(AuthBase):
         if hasattr(body, "seek"):
             body.seek(position)  # type: ignore[union-attr]
         if not r._content_consumed:  # type: ignore[attr-defined]
-            r._content = next(r.iter_content(_KEPT_401_BODY), b"")
+            try:
+                kept = next(r.iter_content(_KEPT_401_BODY), b"")
+            except (requests.RequestException, OSError):
+                # A broken 401 body (its error could quote the token we sent): not kept.
+                kept = b""
+            r._content = kept
             r._content_consumed = True  # type: ignore[attr-defined]
         r.close()
         prep = request.copy()

@@ -1066,6 +1066,27 @@ def test_a_401_with_an_endless_body_is_read_only_a_little_before_the_resend(
     assert 0 < len(answer.history[0].content) <= 64 * 1024  # kept, and bounded
 
 
+class _BrokenEcho(io.RawIOBase):
+    """A 401 body whose reading fails with an error quoting the token (an echoing server)."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        raise ConnectionResetError(104, f"reset after echoing {bearer(1)}")
+
+
+def test_a_401_whose_body_breaks_is_resent_without_keeping_it(clock, requests_mock, endpoint):
+    requests_mock.get(TRANSACTIONS, [
+        {"status_code": 401, "raw": urllib3.HTTPResponse(
+            body=io.BufferedReader(_BrokenEcho()), status=401, preload_content=False)},
+        {"status_code": 200, "text": "ok"},
+    ])
+    answer = session_with(advanced(clock)).get(TRANSACTIONS)
+    assert answer.status_code == 200
+    assert answer.history[0].content == b""
+
+
 # == from_env =================================================================================
 
 ENV = {"ADVANCED_STORE_CLIENT_ID": CLIENT_ID, "ADVANCED_STORE_CLIENT_SECRET": SECRET}
