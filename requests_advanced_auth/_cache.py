@@ -12,17 +12,63 @@ Rules:
 * :class:`SingleFlight` shares one call's outcome (token *or* error) with every thread that
   arrives while it runs; a failure is not retried by each waiter in turn.
 * Reading the memory store takes no lock (a dict lookup is atomic); writes take a short one.
+* fork() copies only the thread that called it: a lock another thread held, or a flight it
+  was running, would stay taken in the child forever. Every object here that owns locks
+  registers with :func:`reset_after_fork`, and the child gets fresh locks and no flight in
+  progress (as CPython's ``logging`` does for its handlers' locks). Tokens are kept.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from concurrent.futures import Future
-from typing import Callable, ContextManager, Generic, Optional, Protocol, TypeVar, runtime_checkable
+from typing import (
+    Any,
+    Callable,
+    ContextManager,
+    Final,
+    Generic,
+    Optional,
+    Protocol,
+    TypeVar,
+    runtime_checkable,
+)
 
 from ._token import Token
 
 T = TypeVar("T")
+
+#: Upper bound of the shared caches' ``lock_timeout``: waiting a day for another process's
+#: token request is surely a mistake (milliseconds?), and far larger values overflow the
+#: lock itself (``OverflowError`` above ``threading.TIMEOUT_MAX``, ~49 days on Windows).
+MAX_LOCK_TIMEOUT: Final = 86400.0
+
+
+class ForkSafe(Protocol):
+    """An object whose locks and in-progress state must be rebuilt in a fork()ed child."""
+
+    def _after_fork_in_child(self) -> None:
+        """Replace every lock and in-progress state with a fresh one (one thread runs)."""
+
+
+# Weak: registering never keeps an object alive. Only this process's live objects are in it.
+_FORK_SAFE: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def reset_after_fork(obj: ForkSafe) -> None:
+    """Have ``obj._after_fork_in_child()`` called in the child of every later ``os.fork()``."""
+    _FORK_SAFE.add(obj)
+
+
+def _reset_in_child() -> None:
+    for obj in list(_FORK_SAFE):
+        obj._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; without fork there is nothing to reset
+    os.register_at_fork(after_in_child=_reset_in_child)
 
 
 @runtime_checkable
@@ -56,6 +102,10 @@ class MemoryTokenCache:
 
     def __init__(self) -> None:
         self._tokens: dict[str, Token] = {}
+        self._after_fork_in_child()
+        reset_after_fork(self)
+
+    def _after_fork_in_child(self) -> None:
         self._write = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 
@@ -93,6 +143,12 @@ class SingleFlight(Generic[T]):
     """At most one call at a time; threads arriving meanwhile get its result or its error."""
 
     def __init__(self) -> None:
+        self._after_fork_in_child()
+        reset_after_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A flight another thread was running is nobody's in a child: its Future would
+        # never be completed.
         self._guard = threading.Lock()
         self._running: Optional[Future[T]] = None
 
@@ -118,8 +174,7 @@ class SingleFlight(Generic[T]):
             future.set_result(result)
             return result
         finally:
-            with self._guard:
-                self._running = None
+            self._finish(future)
 
     def try_run(self, call: Callable[[], T]) -> bool:
         """Run ``call`` unless a run is in progress (then return False at once)."""
@@ -134,6 +189,11 @@ class SingleFlight(Generic[T]):
             future.set_exception(exc)
             raise
         finally:
-            with self._guard:
-                self._running = None
+            self._finish(future)
         return True
+
+    def _finish(self, future: Future[T]) -> None:
+        # Only our own: after a fork in the middle of a run, the child may have a new flight.
+        with self._guard:
+            if self._running is future:
+                self._running = None

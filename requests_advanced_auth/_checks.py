@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Final, Union
+from typing import Any, Callable, Final, Optional, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -43,11 +43,29 @@ def check_text(value: str, name: str) -> str:
     return value
 
 
-def checked_seconds(value: Any, name: str) -> float:
-    """``value`` as a float if it is a number of seconds >= 0, else ConfigurationError."""
-    if not is_seconds(value, allow_zero=True):
-        raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r:.40}")
+def checked_seconds(value: Any, name: str, maximum: Optional[float] = None) -> float:
+    """``value`` as a float if it is a number of seconds >= 0 (and at most ``maximum``),
+    else a ConfigurationError naming ``name``."""
+    # Comparisons, not float(): they refuse NaN and infinity, and take ints of any size.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        0 <= value <= (math.inf if maximum is None else maximum)
+    ) or not is_seconds(value, allow_zero=True):
+        bound = "" if maximum is None else f" and at most {maximum:g} seconds"
+        raise ConfigurationError(
+            f"{name} must be a number of seconds >= 0{bound}, got {shown(value)}"
+        )
     return float(value)
+
+
+def checked_clock(value: Any) -> Callable[[], float]:
+    """``value`` if it is a callable that returns epoch seconds (it is called once to see),
+    else a ConfigurationError."""
+    if not callable(value) or not is_seconds(value(), allow_zero=True):
+        raise ConfigurationError(
+            "clock must be a callable returning epoch seconds (a number), such as time.time, "
+            f"got {shown(value)}"
+        )
+    return value  # type: ignore[no-any-return]
 
 
 def check_timeout(value: Any, name: str = "timeout") -> Timeout:

@@ -35,8 +35,8 @@ from ._checks import (
     check_http_url,
     check_text,
     check_timeout,
+    checked_clock,
     checked_seconds,
-    is_seconds,
     shown,
 )
 from ._redact import basic_credentials, excerpt, spellings
@@ -425,10 +425,7 @@ class TokenFetcher:
             raise ConfigurationError(
                 f"token_session must be a requests.Session, got {type(token_session).__name__}"
             )
-        if not callable(clock) or not is_seconds(clock(), allow_zero=True):
-            raise ConfigurationError(
-                f"clock must be a callable returning epoch seconds (a number), got {clock!r:.40}"
-            )
+        checked_clock(clock)
         self.client_id = client_id
         self.token_url = check_token_url(token_url)
         self.audience = tuple(audience)

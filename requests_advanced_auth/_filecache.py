@@ -18,12 +18,16 @@ Rules:
   re-read in full, so a write never works from an outdated copy. Expired entries are pruned
   on every write.
 * ``lock(key)`` is the same lock: held while one process fetches, so N processes that need a
-  token at once make one token request. Waiting is bounded by ``lock_timeout``: after that a
-  warning is logged and the caller goes on without the lock (a duplicate token request is
-  better than a hang).
+  token at once make one token request. Waiting is bounded by ``lock_timeout`` (at most
+  ``_cache.MAX_LOCK_TIMEOUT``, a day): after that a warning is logged and the caller goes on
+  without the lock (a duplicate token request is better than a hang). A fork()ed child
+  gets a thread lock and a file lock of its own (see ``_cache``): the parent's, perhaps
+  held by a thread the child does not have, are never used or released there.
 * The cache must never break auth: a corrupt, truncated, foreign or unreadable file is
   ignored with one warning per bad version of the file and replaced on the next write; a
   failed write is logged and the token is still used from memory.
+* ``clear`` (an administrator's command, not auth) is the exception: it replaces only a
+  file it has read as a token cache, and refuses anything else with an OSError.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Final, Iterator, NamedTuple, Optional, Union
 
-from ._checks import checked_seconds
+from ._cache import MAX_LOCK_TIMEOUT, reset_after_fork
+from ._checks import checked_clock, checked_seconds
 from ._token import Token
 from .exceptions import ConfigurationError
 
@@ -57,6 +62,9 @@ MAX_FILE_SIZE: Final = 4 * 1024 * 1024
 #: request takes well under a second; one that retries with backoff can take about half a
 #: minute (see _fetch.DEFAULT_TIMEOUT and DEFAULT_RETRIES).
 DEFAULT_LOCK_TIMEOUT: Final = 30.0
+
+# File locks inherited over fork() from a parent that may hold them; see _after_fork_in_child.
+_INHERITED_LOCKS: Final[list[object]] = []
 
 _MAX_PROBLEMS: Final = 64  # problems remembered for warn-once; then they may be reported again
 
@@ -108,16 +116,23 @@ class _Unusable(Exception):
     """The file cannot be used; ``reason`` never quotes its content.
 
     ``key`` identifies the problem for warn-once: by default the reason and the version of
-    the file (its signature), so a new bad version is reported again.
+    the file (its signature), so a new bad version is reported again. ``foreign``: the file
+    was read, and is not a token cache (or a damaged one: there is no telling them apart).
     """
 
     def __init__(
-        self, reason: str, signature: _Signature, key: Optional[tuple[object, ...]] = None
+        self,
+        reason: str,
+        signature: _Signature,
+        key: Optional[tuple[object, ...]] = None,
+        *,
+        foreign: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.signature = signature
         self.key = key if key is not None else ("file", signature, reason)
+        self.foreign = foreign  # its content is not a token cache (else: it cannot be read)
 
 
 class FileTokenCache:
@@ -151,21 +166,34 @@ class FileTokenCache:
         # a directory the caller names is theirs, and only created 0700 if missing.
         self._tighten = path is None
         path = default_path() if path is None else _checked_path(path)
-        lock_timeout = checked_seconds(lock_timeout, "lock_timeout")
+        lock_timeout = checked_seconds(lock_timeout, "lock_timeout", MAX_LOCK_TIMEOUT)
         self.path = Path(os.path.abspath(os.fspath(path)))
         self.lock_timeout = lock_timeout
-        self._clock = clock
+        self._clock = checked_clock(clock)
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._timeout_error: type[BaseException] = filelock.Timeout
-        self._file_lock = filelock.FileLock(
-            os.fspath(self._lock_path), mode=0o600, thread_local=False
-        )
-        self._thread_lock = threading.Lock()
+        self._file_lock_class: Any = filelock.FileLock
+        self._new_locks()
         self._held = threading.local()  # .depth: lock nesting of this thread
         # (signature, tokens) replaced as a whole; read without a lock.
         self._state: tuple[Optional[_Signature], dict[str, Token]] = (None, {})
         self._warned: set[tuple[object, ...]] = set()
         self._directory_checked = False
+        reset_after_fork(self)
+
+    def _new_locks(self) -> None:
+        self._file_lock = self._file_lock_class(
+            os.fspath(self._lock_path), mode=0o600, thread_local=False
+        )
+        self._thread_lock = threading.Lock()
+
+    def _after_fork_in_child(self) -> None:
+        # The thread lock may be held by a thread that does not exist here. The file lock,
+        # if a parent's thread holds it, is the parent's: its descriptor is shared with the
+        # parent, so unlocking or closing it here would unlock the parent too. Kept alive
+        # (a finalizer could unlock it) and never used again; the child opens its own.
+        _INHERITED_LOCKS.append(self._file_lock)
+        self._new_locks()
 
     # -- TokenCache -------------------------------------------------------------------------
 
@@ -208,9 +236,26 @@ class FileTokenCache:
         ]
 
     def clear(self) -> int:
-        """Delete every entry; returns how many there were. Raises OSError if it cannot."""
+        """Delete every entry; returns how many there were. Raises OSError if it cannot.
+
+        Unlike a write, which replaces a damaged file, ``clear`` refuses (OSError) a file
+        that is not a token cache, or that it cannot read, and leaves it as it is: a
+        mistyped ``advanced-auth cache clear --file`` must not destroy someone's file.
+        """
         with self._locked():
-            tokens = self._tokens()
+            try:
+                signature, tokens = self._read()
+            except _Unusable as problem:
+                if problem.foreign:
+                    raise OSError(
+                        f"{self.path} is not a requests-advanced-auth token cache: "
+                        f"{problem.reason}. It was not touched; delete it yourself if it is "
+                        "a damaged token cache."
+                    ) from None
+                raise OSError(
+                    f"cannot clear {self.path}: {problem.reason}. It was not touched."
+                ) from None
+            self._state = (signature, tokens)
             self._write({}, quiet=False)
         return len(tokens)
 
@@ -282,7 +327,9 @@ class FileTokenCache:
                 if not stat.S_ISREG(st.st_mode):
                     raise _Unusable(_NOT_REGULAR, signature)
                 if st.st_size > MAX_FILE_SIZE:
-                    raise _Unusable(f"it is larger than {MAX_FILE_SIZE} bytes", signature)
+                    raise _Unusable(
+                        f"it is larger than {MAX_FILE_SIZE} bytes", signature, foreign=True
+                    )
                 raw = file.read(MAX_FILE_SIZE + 1)
         except OSError as exc:
             raise _Unusable(_describe(exc), signature) from None
@@ -293,15 +340,18 @@ class FileTokenCache:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):  # [[[[...]]]] recurses
             # The message says nothing of the content: it may hold tokens.
-            raise _Unusable("it is not valid JSON (corrupt or truncated)", signature) from None
+            raise _Unusable(
+                "it is not valid JSON (corrupt or truncated)", signature, foreign=True
+            ) from None
         if (
             not isinstance(data, dict)
             or data.get("version") != FILE_FORMAT_VERSION
             or not isinstance(data.get("tokens"), dict)
         ):
             raise _Unusable(
-                f"it is not a version-{FILE_FORMAT_VERSION} requests-advanced-auth token cache",
+                f"it is not in the version-{FILE_FORMAT_VERSION} token cache format",
                 signature,
+                foreign=True,
             )
         tokens: dict[str, Token] = {}
         bad = 0
@@ -448,11 +498,13 @@ class FileTokenCache:
                 self._held.depth = depth
             return
         deadline = time.monotonic() + self.lock_timeout
-        has_thread_lock = self._thread_lock.acquire(timeout=self.lock_timeout)
+        # These very objects are released: a fork() inside the block replaces them.
+        thread_lock, file_lock = self._thread_lock, self._file_lock
+        has_thread_lock = thread_lock.acquire(timeout=self.lock_timeout)
         has_file_lock = False
         try:
             if has_thread_lock:
-                has_file_lock = self._acquire_file_lock(deadline)
+                has_file_lock = self._acquire_file_lock(file_lock, deadline)
             else:
                 log.warning(
                     "waited %.1f s for another thread holding the token cache %s; going on "
@@ -465,16 +517,18 @@ class FileTokenCache:
             finally:
                 self._held.depth = 0
         finally:
-            if has_file_lock:
-                self._file_lock.release()
+            # After a fork() inside the block, the file lock is the parent's (see
+            # _after_fork_in_child): this child never unlocks it.
+            if has_file_lock and file_lock is self._file_lock:
+                file_lock.release()
             if has_thread_lock:
-                self._thread_lock.release()
+                thread_lock.release()
 
-    def _acquire_file_lock(self, deadline: float) -> bool:
+    def _acquire_file_lock(self, file_lock: Any, deadline: float) -> bool:
         try:
             self._ensure_directory()
             self._check_lock_file()
-            self._file_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0))
+            file_lock.acquire(timeout=max(deadline - time.monotonic(), 0.0))
         except self._timeout_error:
             log.warning(
                 "waited %.1f s for another process holding %s; going on without the lock "
@@ -549,6 +603,12 @@ def _checked_path(path: object) -> Union[str, os.PathLike[str]]:
         raise ConfigurationError(
             f"path must not contain a NUL character (\\0), got {text!r}; {example}"
         )
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): every os call would fail
+        raise ConfigurationError(
+            f"path has a character the file system cannot encode, got {text!r:.200}; {example}"
+        ) from None
     if text.endswith(("/", os.sep)):
         raise ConfigurationError(
             f"path must name the cache file, not a directory, got {text!r}: add a file name, "

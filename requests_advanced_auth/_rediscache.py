@@ -6,12 +6,17 @@ Rules:
   equal to its remaining lifetime (``PX``), so Redis drops it when it expires; a token
   without a stated lifetime is stored without TTL (until a 401 invalidates it).
 * Single flight across the fleet: ``lock(key)`` is ``SET <prefix><key>:lock <owner> NX PX``
-  with a random owner, polled briefly until ``lock_timeout``, and released by a Lua
-  compare-and-delete, so a holder whose lock expired never deletes the next holder's lock.
+  with a random owner, polled briefly until ``lock_timeout`` (at most a day,
+  ``_cache.MAX_LOCK_TIMEOUT``), and released by a Lua compare-and-delete, so a holder whose
+  lock expired never deletes the next holder's lock.
   The lock's TTL is ``lock_timeout`` (at least 1 s): a crashed holder blocks the others no
-  longer than they would wait anyway. Threads of one process first queue on a local lock.
+  longer than they would wait anyway. Threads of one process first queue on a local lock
+  (new ones in a fork()ed child: see ``_cache``).
 * ``invalidate`` is a Lua compare-and-delete too: the token is dropped only if Redis still
   holds the one that failed, so a fleet that sees one revoked token makes one token request.
+* A value at the token key that is not our token (other JSON, another Redis type: GET
+  answers WRONGTYPE) is foreign, not an outage: one warning, ``get`` answers None, and the
+  next ``set`` replaces it (SET overwrites a value of any type).
 * The cache must never break auth: on any Redis error ``get`` answers None, ``set`` and
   ``invalidate`` do nothing and ``lock`` does not lock. One WARNING per outage (an INFO when
   Redis answers again); during an outage Redis is tried again at most every
@@ -32,7 +37,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Final, Iterator, Optional
 
-from ._checks import checked_seconds
+from ._cache import MAX_LOCK_TIMEOUT, reset_after_fork
+from ._checks import checked_clock, checked_seconds
 from ._token import Token
 from .exceptions import ConfigurationError
 
@@ -54,19 +60,21 @@ MIN_LOCK_TTL: Final = 1.0
 POLL_FIRST: Final = 0.002
 POLL_MAX: Final = 0.05
 
-# KEYS[1]: the lock; ARGV[1]: its owner. Delete it only if we still own it.
+# KEYS[1]: the lock; ARGV[1]: its owner. Delete it only if we still own it. pcall: GET on
+# a value of another type (a hash, ...) is a WRONGTYPE error, which is simply not our lock.
 _RELEASE: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
 """
 
 # KEYS[1]: the token entry; ARGV[1]: the access token that failed. Delete only if the entry
-# still holds that token (a foreign value is left for the next set to overwrite).
+# still holds that token (a foreign value is left for the next set to overwrite). GET gives
+# false for no value and, through pcall, an error table for a value of another type.
 _INVALIDATE: Final = """
-local value = redis.call('GET', KEYS[1])
-if not value then
+local value = redis.pcall('GET', KEYS[1])
+if type(value) ~= 'string' then
     return 0
 end
 local ok, data = pcall(cjson.decode, value)
@@ -133,15 +141,21 @@ class RedisTokenCache:
             raise ConfigurationError(f"prefix must be a str, got {type(prefix).__name__}")
         self.client = client
         self.prefix = prefix
-        self.lock_timeout = checked_seconds(lock_timeout, "lock_timeout")
-        self._clock = clock
+        self.lock_timeout = checked_seconds(lock_timeout, "lock_timeout", MAX_LOCK_TIMEOUT)
+        self._clock = checked_clock(clock)
         self._release = client.register_script(_RELEASE)
         self._invalidate = client.register_script(_INVALIDATE)
-        self._guard = threading.Lock()
-        self._local_locks: dict[str, threading.Lock] = {}
+        self._after_fork_in_child()
         self._down = False  # in an outage: warned, waiting for Redis to answer again
         self._retry_at = -math.inf
         self._warned_value: Optional[tuple[str, int]] = None
+        reset_after_fork(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Locks other threads held at fork time would stay taken in a child. (The client's
+        # connection pool resets itself in a child: redis-py checks the process id.)
+        self._guard = threading.Lock()
+        self._local_locks: dict[str, threading.Lock] = {}
 
     # -- TokenCache -------------------------------------------------------------------------
 
@@ -151,7 +165,13 @@ class RedisTokenCache:
         try:
             raw = self.client.get(self.prefix + key)
         except _redis_errors() as exc:
-            self._failed("read", exc)
+            if not _wrong_type(exc):
+                self._failed("read", exc)
+                return None
+            # Redis answered: the key holds a hash, a list, ...; SET in the next set()
+            # replaces it. Not an outage, which would stop sharing until Redis "answers".
+            self._answered()
+            self._ignore_value(key, -1, "a value of another Redis type")
             return None
         self._answered()
         if raw is None:
@@ -164,15 +184,18 @@ class RedisTokenCache:
             return Token.from_dict(data)
         except (UnicodeDecodeError, KeyError, TypeError, ValueError, RecursionError):
             # RecursionError: json.loads on deeply nested JSON ([[[[...]]]]).
-            # Nothing of the value is logged: it may hold a token.
-            if self._warned_value != (key, len(raw)):
-                self._warned_value = (key, len(raw))
-                log.warning(
-                    "ignoring the value at Redis key %s: not a token stored by "
-                    "requests-advanced-auth; it will be replaced on the next write",
-                    self.prefix + key,
-                )
+            self._ignore_value(key, len(raw), "not a token stored by requests-advanced-auth")
             return None
+
+    def _ignore_value(self, key: str, size: int, what: str) -> None:
+        """One warning per foreign value (key and size); nothing of it is logged: it may
+        hold a token."""
+        if self._warned_value != (key, size):
+            self._warned_value = (key, size)
+            log.warning(
+                "ignoring the value at Redis key %s: %s; it will be replaced on the next write",
+                self.prefix + key, what,
+            )
 
     def set(self, key: str, token: Token) -> None:
         if self._resting():
@@ -325,6 +348,13 @@ class RedisTokenCache:
             _rebuild,
             (pool.connection_class, settings, self.prefix, self.lock_timeout, clock),
         )
+
+
+def _wrong_type(exc: BaseException) -> bool:
+    """Redis's WRONGTYPE answer: the key holds a value of another type than a string."""
+    import redis.exceptions
+
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith("WRONGTYPE")
 
 
 def _is_asyncio(client: Any) -> bool:

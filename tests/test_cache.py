@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
+import os
 import pickle
+import signal
 import threading
+import traceback
+from collections.abc import Iterator
+from typing import Callable
 
 import pytest
 from _helpers import CountingLock, run_threads
@@ -260,3 +267,130 @@ def test_run_waiters_share_the_result_of_a_try_run_in_progress():
     leader.join(WAIT)
     assert out == [True]
     assert calls == [1]
+
+
+# -- fork ------------------------------------------------------------------------------------
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
+# Python 3.12+ warns on fork() with threads running, which is exactly the case under test.
+forking_with_threads = pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+
+
+def run_in_forked_child(
+    body: Callable[[], None], *, in_parent: Callable[[], object] = lambda: None
+) -> tuple[int, str]:
+    """Run ``body()`` in a child made by a real ``os.fork()``; its exit code and its report.
+
+    ``in_parent`` runs in the parent right after the fork, while the child runs. The child
+    is killed by SIGALRM after ``3 * WAIT`` seconds, so a child that hangs fails the test
+    instead of hanging it; 0 means ``body`` returned, else the report is its traceback.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: whatever happens, never return into pytest
+        code, report = 1, "the child did not finish"
+        try:
+            os.close(read_end)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.alarm(int(3 * WAIT))
+            body()
+            code, report = 0, "ok"
+        except BaseException:
+            report = traceback.format_exc()
+        finally:
+            try:
+                os.write(write_end, report.encode("utf-8", "replace"))
+            finally:
+                os._exit(code)
+    os.close(write_end)
+    in_parent()
+    with os.fdopen(read_end, "rb") as pipe:  # end of file: the child exited or was killed
+        report = pipe.read().decode("utf-8", "replace")
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), report
+
+
+@contextlib.contextmanager
+def logged_warnings() -> Iterator[list[str]]:
+    """The package's WARNING (and worse) messages while the block runs (also in a child)."""
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("requests_advanced_auth")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+
+
+@needs_fork
+@forking_with_threads
+def test_a_child_forked_while_a_thread_runs_a_flight_runs_its_own_and_exits():
+    """The child inherits neither the running flight nor the locks held by other threads."""
+    flight: SingleFlight[str] = SingleFlight()
+    cache = MemoryTokenCache()
+    cache.set("k", token("before-fork"))
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_fetch() -> str:
+        with cache.lock("k"):  # held, like a token fetch holds it, at fork time
+            inside.set()
+            assert release.wait(WAIT)
+        return "parent's"
+
+    results: list[str] = []
+    leader = threading.Thread(target=lambda: results.append(flight.run(slow_fetch)))
+    leader.start()
+    try:
+        assert inside.wait(WAIT)
+
+        def child() -> None:
+            assert not flight.running
+            assert flight.run(lambda: "child's own") == "child's own"
+            assert flight.try_run(lambda: "again") is True
+            lock = cache.lock("k")
+            assert lock.acquire(timeout=WAIT), "the lock held by the parent's thread is free"
+            lock.release()
+            assert cache.get("k") == token("before-fork")  # the tokens are inherited
+            cache.set("k", token("child's"))
+            assert cache.get("k") == token("child's")
+
+        code, report = run_in_forked_child(child)
+    finally:
+        release.set()
+        leader.join(WAIT)
+    assert code == 0, report
+    assert results == ["parent's"]  # the parent's flight is not disturbed
+    assert cache.get("k") == token("before-fork")
+    assert flight.run(lambda: "next") == "next"
+
+
+@needs_fork
+@forking_with_threads
+def test_a_child_forked_during_a_token_fetch_gets_its_own_token(sandbox):
+    auth = sandbox.auth()
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the parent's token request stays in progress across the fork
+        if not inside.is_set():
+            inside.set()
+            assert release.wait(WAIT)
+
+    sandbox.provider.on_token_request = hold
+    fetched: list[object] = []
+    fetcher = threading.Thread(target=lambda: fetched.append(auth.get_token()))
+    fetcher.start()
+    try:
+        assert inside.wait(WAIT)
+
+        def child() -> None:  # its own token request is answered at once (see hold)
+            assert auth.get_token().access_token
+
+        code, report = run_in_forked_child(child)
+    finally:
+        release.set()
+        fetcher.join(WAIT)
+    assert code == 0, report
+    assert len(fetched) == 1
+    assert sandbox.provider.token_requests == 2  # the parent's and the child's

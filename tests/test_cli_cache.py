@@ -37,6 +37,20 @@ def test_cache_clear_makes_the_next_request_fetch_a_new_token(sandbox, tmp_path,
     assert sandbox.provider.token_requests == 2
 
 
+def test_cache_clear_refuses_a_file_that_is_not_a_token_cache_and_leaves_it_alone(
+    tmp_path, capsys
+):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my important notes\n")
+    assert main(["cache", "clear", "--file", str(notes)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert str(notes) in captured.err
+    assert "is not a requests-advanced-auth token cache" in captured.err
+    assert "delete it yourself" in captured.err
+    assert notes.read_text() == "my important notes\n"
+
+
 def test_cache_path_prints_the_file(tmp_path, capsys):
     path = tmp_path / "somewhere" / "tokens.json"
     assert main(["cache", "path", "--file", str(path)]) == 0

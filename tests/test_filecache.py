@@ -8,14 +8,16 @@ import os
 import pickle
 import stat
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import requests
 from _procs import TRANSACTION_PARAMS, run_fleet, run_lifetimes, run_thread_fleet
+from test_cache import WAIT, forking_with_threads, logged_warnings, needs_fork, run_in_forked_child
 
 from requests_advanced_auth import ConfigurationError, MemoryTokenCache, Token, TokenCache
-from requests_advanced_auth._filecache import FileTokenCache
+from requests_advanced_auth._filecache import MAX_FILE_SIZE, FileTokenCache
 
 filelock = pytest.importorskip("filelock")
 
@@ -162,6 +164,32 @@ def test_lock_timeout_must_be_a_non_negative_number(path, bad):
         FileTokenCache(path, lock_timeout=bad)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [86400.001, 1e10, 1e17, 10**400, 10**5000],
+    ids=["just over a day", "1e10", "1e17", "a 401-digit int", "a 5001-digit int"],
+)
+def test_lock_timeout_above_a_day_is_a_configuration_error(path, bad):
+    """Far above a day, waiting for the lock would overflow (OverflowError from threading)."""
+    with pytest.raises(ConfigurationError, match=r"lock_timeout must be .* at most 86400 "):
+        FileTokenCache(path, lock_timeout=bad)
+
+
+def test_a_lock_timeout_of_a_day_is_accepted_and_waits(path, clock, leak_guard):
+    leak_guard.watch("tok-day")
+    cache = FileTokenCache(path, lock_timeout=86400, clock=clock)
+    assert cache.lock_timeout == 86400.0
+    with cache.lock(KEY):
+        cache.set(KEY, token("tok-day"))
+    assert cache.get(KEY) == token("tok-day")
+
+
+@pytest.mark.parametrize("bad", [None, "time.time", 1_700_000_000.0])
+def test_clock_must_be_callable(path, bad):
+    with pytest.raises(ConfigurationError, match="clock must be a callable"):
+        FileTokenCache(path, clock=bad)
+
+
 def test_path_must_be_a_string_or_path(path):
     with pytest.raises(ConfigurationError, match="path must be"):
         FileTokenCache(42)  # type: ignore[arg-type]
@@ -174,8 +202,12 @@ def test_path_must_be_a_string_or_path(path):
         (Path("cache\0dir") / "tokens.json", "NUL"),
         ("", "empty"),
         (f"cache{os.sep}", "directory"),
+        pytest.param(
+            "cache/\ud800.json", "cannot encode",
+            marks=pytest.mark.skipif(os.name == "nt", reason="Windows names may hold one"),
+        ),
     ],
-    ids=["NUL in a str", "NUL in a Path", "empty", "trailing separator"],
+    ids=["NUL in a str", "NUL in a Path", "empty", "trailing separator", "a lone surrogate"],
 )
 def test_a_path_that_cannot_name_a_file_is_a_configuration_error(bad, problem):
     with pytest.raises(ConfigurationError, match=problem) as info:
@@ -362,6 +394,65 @@ def test_a_damaged_file_is_ignored_with_one_warning_and_replaced_on_write(
     assert len(warnings_in(caplog)) == 1
 
 
+NOT_TOKEN_CACHES = {
+    "someone's notes": b"my important notes\n",
+    "a large file": b"my important notes\n" * (MAX_FILE_SIZE // 19 + 1),
+    **{name: content for name, content in DAMAGED.items() if name != "a deeply nested entry"},
+}
+
+
+@pytest.mark.parametrize("content", NOT_TOKEN_CACHES.values(), ids=NOT_TOKEN_CACHES.keys())
+def test_clear_refuses_a_file_that_is_not_a_token_cache_and_leaves_it_untouched(
+    cache, path, content
+):
+    """A mistyped --file must not destroy the file: only clear() is careful (set replaces)."""
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(content)
+    with pytest.raises(OSError, match="is not a requests-advanced-auth token cache") as info:
+        cache.clear()
+    message = str(info.value)
+    assert str(path) in message
+    assert "It was not touched" in message
+    assert "delete it yourself if it is a damaged token cache" in message
+    assert "important" not in message  # nothing of the content is quoted
+    assert path.read_bytes() == content
+
+
+def test_clear_refuses_a_file_it_cannot_read_and_leaves_it_untouched(
+    cache, path, monkeypatch
+):
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(b"my important notes\n")
+    real_open = os.open
+
+    def refuse(file, flags, *args, **kwargs):
+        if os.fspath(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(OSError, match="Permission denied") as info:
+        cache.clear()
+    monkeypatch.undo()
+    assert str(path) in str(info.value)
+    assert "It was not touched" in str(info.value)
+    assert path.read_bytes() == b"my important notes\n"
+
+
+def test_clear_empties_a_token_cache_with_unreadable_entries(cache, path, clock, leak_guard):
+    leak_guard.watch("tok-good")
+    path.parent.mkdir(mode=0o700)
+    entries = {KEY: token("tok-good", clock()).to_dict(), OTHER_KEY: {"access_token": 7}}
+    path.write_text(json.dumps({"version": 1, "tokens": entries}))
+    assert cache.clear() == 1
+    assert stored(path) == {"version": 1, "tokens": {}}
+
+
+def test_clear_of_a_missing_file_removes_nothing(cache, path):
+    assert cache.clear() == 0
+    assert cache.entries() == []
+
+
 def test_unreadable_entries_are_skipped_and_good_ones_kept(cache, path, caplog, leak_guard):
     leak_guard.watch("tok-good")
     path.parent.mkdir(mode=0o700)
@@ -478,6 +569,51 @@ def test_lock_is_held_against_other_instances_until_the_block_ends(path):
         pass
     probe.acquire(timeout=0)
     probe.release()
+
+
+@needs_fork
+@forking_with_threads
+def test_a_child_forked_while_a_thread_holds_the_lock_takes_the_lock_and_writes(
+    path, clock, leak_guard
+):
+    """The child inherits neither the thread lock nor the file lock of the parent's thread:
+    it waits for the parent to let go of the file, then holds the lock itself."""
+    leak_guard.watch("tok-parent", "tok-child")
+    cache = FileTokenCache(path, lock_timeout=WAIT, clock=clock)
+    cache.set(KEY, token("tok-parent"))
+    inside, release = threading.Event(), threading.Event()
+
+    def holder() -> None:  # a fetch in progress in another thread at fork time
+        with cache.lock(KEY):
+            inside.set()
+            assert release.wait(WAIT)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert inside.wait(WAIT)
+
+        def child() -> None:
+            probe = filelock.FileLock(str(path) + ".lock", thread_local=False)
+            with logged_warnings() as warned:
+                assert cache.get(KEY) == token("tok-parent")
+                with cache.lock(KEY):
+                    with pytest.raises(filelock.Timeout):  # held: by this child, for real
+                        probe.acquire(timeout=0)
+                    cache.set(KEY, token("tok-child"))
+                cache.set(OTHER_KEY, token("tok-child"))  # and let go of
+            assert warned == []
+
+        code, report = run_in_forked_child(child, in_parent=release.set)
+    finally:
+        release.set()
+        thread.join(WAIT)
+    assert code == 0, report
+    assert cache.get(KEY) == token("tok-child")
+    assert cache.get(OTHER_KEY) == token("tok-child")
+    with cache.lock(KEY):  # the parent's own lock still works
+        cache.set(KEY, token("tok-parent"))
+    assert FileTokenCache(path).get(KEY) == token("tok-parent")
 
 
 # -- with the auth, against the sandbox -----------------------------------------------------

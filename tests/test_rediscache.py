@@ -8,11 +8,13 @@ import pickle
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
 import requests
 from _procs import TRANSACTION_PARAMS, run_fleet, run_lifetimes, run_thread_fleet
+from test_cache import WAIT, forking_with_threads, logged_warnings, needs_fork, run_in_forked_child
 
 from requests_advanced_auth import ConfigurationError, Token, TokenCache
 from requests_advanced_auth._rediscache import RETRY_INTERVAL, RedisTokenCache
@@ -205,6 +207,46 @@ def test_a_corrupt_or_non_finite_value_is_ignored_with_one_warning_and_replaced_
     assert cache.get(KEY) == token("tok-replacing", clock())
 
 
+def test_a_value_of_another_redis_type_is_a_foreign_value_not_an_outage(
+    cache, client, clock, caplog, leak_guard
+):
+    """GET on a hash answers WRONGTYPE: Redis is up, the value is just not a token."""
+    leak_guard.watch("tok-repairs")
+    client.hset(PREFIX + KEY, "field", "value")
+    for _ in range(3):
+        assert cache.get(KEY) is None
+    assert cache.invalidate(KEY, token("tok-repairs", clock())) is False
+    assert client.type(PREFIX + KEY) == b"hash"  # kept by invalidate, as any foreign value
+    [warning] = warnings_in(caplog)
+    assert PREFIX + KEY in warning.getMessage()
+    assert "replaced on the next write" in warning.getMessage()
+    assert "unavailable" not in caplog.text
+    cache.set(KEY, token("tok-repairs", clock()))  # SET replaces a value of any type
+    assert client.type(PREFIX + KEY) == b"string"
+    assert RedisTokenCache(client, clock=clock).get(KEY) == token("tok-repairs", clock())
+    assert len(warnings_in(caplog)) == 1
+
+
+def test_auths_share_tokens_again_after_a_hash_was_planted_at_the_token_key(
+    sandbox, client, caplog
+):
+    def signed_request() -> None:
+        with requests.Session() as session:
+            session.auth = sandbox.auth(cache=RedisTokenCache(client))
+            assert session.get(sandbox.transactions_url, params=TRANSACTION_PARAMS).ok
+
+    signed_request()
+    [name] = client.keys(PREFIX + "*")
+    client.delete(name)
+    client.hset(name, "planted", "1")
+    signed_request()  # finds the hash: fetches a token, and stores it over the hash
+    signed_request()  # another worker: takes the shared token
+    assert sandbox.provider.token_requests == 2
+    assert client.type(name) == b"string"
+    assert len(warnings_in(caplog)) == 1
+    assert "fetching tokens directly" not in caplog.text
+
+
 def test_caches_with_different_prefixes_do_not_share(client, clock, leak_guard):
     leak_guard.watch("tok-a")
     RedisTokenCache(client, prefix="app-a:", clock=clock).set(KEY, token("tok-a", clock()))
@@ -229,6 +271,15 @@ def test_lock_release_never_deletes_a_lock_that_another_owner_took_meanwhile(cac
     assert client.get(PREFIX + KEY + ":lock") == b"other-worker"
 
 
+def test_lock_release_leaves_a_value_of_another_type_and_is_no_outage(cache, client, caplog):
+    with cache.lock(KEY):
+        # Our lock expired, and something else put a hash there: not ours to delete.
+        client.delete(PREFIX + KEY + ":lock")
+        client.hset(PREFIX + KEY + ":lock", "field", "value")
+    assert client.type(PREFIX + KEY + ":lock") == b"hash"
+    assert warnings_in(caplog) == []
+
+
 def test_a_busy_lock_is_given_up_after_lock_timeout_with_a_warning(client, clock, caplog):
     client.set(PREFIX + KEY + ":lock", "other-worker", px=60_000)
     cache = RedisTokenCache(client, lock_timeout=0, clock=clock)
@@ -239,6 +290,43 @@ def test_a_busy_lock_is_given_up_after_lock_timeout_with_a_warning(client, clock
     assert client.get(PREFIX + KEY + ":lock") == b"other-worker"
     [warning] = warnings_in(caplog)
     assert "going on without it" in warning.getMessage()
+
+
+@needs_fork
+@forking_with_threads
+def test_a_child_forked_while_a_thread_holds_the_lock_takes_the_lock_and_writes(
+    client, clock, leak_guard
+):
+    """The child does not inherit the local lock held by the parent's thread: it waits for
+    the parent to release the Redis lock, then holds it itself."""
+    leak_guard.watch("tok-child")
+    cache = RedisTokenCache(client, lock_timeout=WAIT, clock=clock)
+    inside, release = threading.Event(), threading.Event()
+
+    def holder() -> None:  # a fetch in progress in another thread at fork time
+        with cache.lock(KEY):
+            inside.set()
+            assert release.wait(WAIT)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert inside.wait(WAIT)
+
+        def child() -> None:
+            with logged_warnings() as warned:
+                with cache.lock(KEY):
+                    assert client.pttl(PREFIX + KEY + ":lock") > 0  # ours now
+                    cache.set(KEY, token("tok-child", clock()))
+                assert client.exists(PREFIX + KEY + ":lock") == 0
+            assert warned == []
+
+        code, report = run_in_forked_child(child, in_parent=release.set)
+    finally:
+        release.set()
+        thread.join(WAIT)
+    assert code == 0, report
+    assert cache.get(KEY) == token("tok-child", clock())
 
 
 # -- configuration, display, copies -----------------------------------------------------------
@@ -304,6 +392,29 @@ def test_repr_never_shows_a_stored_token(cache, clock, leak_guard):
 def test_lock_timeout_must_be_a_non_negative_number(bad):
     with pytest.raises(ConfigurationError, match="lock_timeout"):
         RedisTokenCache(redis.Redis(), lock_timeout=bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [86400.001, 1e10, 1e17, 10**400, 10**5000],
+    ids=["just over a day", "1e10", "1e17", "a 401-digit int", "a 5001-digit int"],
+)
+def test_lock_timeout_above_a_day_is_a_configuration_error(bad):
+    """Far above a day, waiting for the lock would overflow (OverflowError from threading)."""
+    with pytest.raises(ConfigurationError, match=r"lock_timeout must be .* at most 86400 "):
+        RedisTokenCache(redis.Redis(), lock_timeout=bad)
+
+
+def test_a_lock_timeout_of_a_day_is_accepted_and_is_the_lock_ttl(client, clock):
+    cache = RedisTokenCache(client, lock_timeout=86400, clock=clock)
+    with cache.lock(KEY):
+        assert 86_399_000 < client.pttl(PREFIX + KEY + ":lock") <= 86_400_000
+
+
+@pytest.mark.parametrize("bad", [None, "time.time", 1_700_000_000.0])
+def test_clock_must_be_callable(bad):
+    with pytest.raises(ConfigurationError, match="clock must be a callable"):
+        RedisTokenCache(redis.Redis(), clock=bad)
 
 
 # -- with the auth, against the sandbox -----------------------------------------------------
