@@ -39,7 +39,7 @@ from ._checks import (
     checked_seconds,
     shown,
 )
-from ._redact import basic_credentials, excerpt, spellings
+from ._redact import basic_credentials, excerpt, spellings, stand_in
 from ._token import HEADER_SAFE, Token, parse_expires_in
 from .exceptions import (
     ConfigurationError,
@@ -545,7 +545,7 @@ class TokenFetcher:
                 **self._send_options,
             )
         except requests.RequestException as exc:
-            error, clean = self._unreachable(exc), self._clean(exc)
+            error, clean = self._unreachable(exc), stand_in(exc, self._hidden.value)
         # Out of the except (no __context__), and with no local left that holds the
         # original error: its text and frames may quote the request.
         raise error from clean
@@ -561,17 +561,6 @@ class TokenFetcher:
                 quote(self.client_id, safe=""), quote(self._secret.value, safe="")
             )
         return headers
-
-    def _clean(self, exc: BaseException) -> requests.RequestException:
-        """A stand-in for ``exc`` to chain as the cause: the same type (when it is a requests
-        exception) and a scrubbed text, with no request, context or frames."""
-        text = excerpt(str(exc), self._hidden.value, 500)
-        if isinstance(exc, requests.RequestException):
-            try:
-                return type(exc)(text)
-            except Exception:  # noqa: S110 - an exception type with other arguments
-                pass
-        return requests.ConnectionError(f"{type(exc).__name__}: {text}")
 
     def _read(self, response: requests.Response) -> bytes:
         """The answer's body, at most MAX_TOKEN_ANSWER_BYTES, within the read timeout.

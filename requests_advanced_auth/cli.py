@@ -2,8 +2,10 @@
 
 Credentials come from the environment (``ADVANCED_STORE_CLIENT_ID``,
 ``ADVANCED_STORE_CLIENT_SECRET``, ...; see ``advanced-auth --help``) or from flags. The client
-secret is never printed. Exit codes: 0 success, 1 failure (token or API error), 2 usage or
-configuration error, 130 interrupted.
+secret is never printed, nor a whole token except by ``token``; what a server said is
+printed with its control characters escaped (``\\x1b``), so it cannot drive the terminal.
+Flags and variables must be UTF-8 text. Exit codes: 0 success, 1 failure (token or API
+error), 2 usage or configuration error, 130 interrupted.
 
 To add a subcommand, write an ``_add_<name>(subparsers)`` function that builds its parser and
 sets ``run=`` (a function taking the parsed arguments and returning the exit code), and list
@@ -31,7 +33,7 @@ from . import AdvancedAuth, AdvancedAuthError, ConfigurationError, PageError, __
 from ._auth import check_api_url
 from ._checks import MAX_TIMEOUT, check_http_url, check_timeout
 from ._fetch import check_token_url
-from ._redact import excerpt, sent_tokens
+from ._redact import excerpt, request_tokens, sent_tokens, spellings, visible
 from .pagination import (
     DEFAULT_TIMEOUT,
     MAX_STATISTICS_PAGE_SIZE,
@@ -104,11 +106,31 @@ _CLI_TERMS: Final = (
 def _error(message: str) -> None:
     for library, flags in _CLI_TERMS:
         message = message.replace(library, flags)
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(f"{PROG}: error: {visible(message)}", file=sys.stderr)
 
 
 def _note(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    print(f"{PROG}: {visible(message)}", file=sys.stderr)
+
+
+_NOT_UTF8: Final = "not UTF-8 text: it holds bytes that do not decode as UTF-8 (not shown)"
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text with a byte the shell gave that is not UTF-8: Python keeps it as a lone
+    surrogate (PEP 383), which can be neither sent nor printed."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8(text: str) -> str:
+    """A flag's value, if it is UTF-8 text; the error never quotes it (it may be a secret)."""
+    if not _is_utf8(text):
+        raise argparse.ArgumentTypeError(_NOT_UTF8)
+    return text
 
 
 def _add_credentials(parser: argparse.ArgumentParser) -> None:
@@ -117,10 +139,14 @@ def _add_credentials(parser: argparse.ArgumentParser) -> None:
         "Each flag overrides its ADVANCED_STORE_* environment variable.",
     )
     group.add_argument(
-        "--client-id", metavar="ID", help="client id (default: $ADVANCED_STORE_CLIENT_ID)"
+        "--client-id",
+        type=_utf8,
+        metavar="ID",
+        help="client id (default: $ADVANCED_STORE_CLIENT_ID)",
     )
     group.add_argument(
         "--client-secret",
+        type=_utf8,
         metavar="SECRET",
         help="client secret (default: $ADVANCED_STORE_CLIENT_SECRET). Discouraged: a secret "
         "on the command line is visible to other users in `ps` and stays in your shell "
@@ -134,6 +160,7 @@ def _add_credentials(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--token-url",
+        type=_utf8,
         metavar="URL",
         help="token endpoint (default: $ADVANCED_STORE_TOKEN_URL, else Advanced-Store's)",
     )
@@ -148,6 +175,7 @@ def _add_credentials(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--api-url",
+        type=_utf8,
         metavar="URL",
         help="one server hosting both APIs, e.g. the sandbox (default: "
         "$ADVANCED_STORE_API_URL, else the provider's API hosts)",
@@ -165,7 +193,11 @@ def _add_timeout(parser: argparse.ArgumentParser) -> None:
 
 
 def _environment(args: argparse.Namespace) -> dict[str, str]:
-    """The process environment with the flags laid over it."""
+    """The process environment with the flags laid over it.
+
+    A variable that is used and is not UTF-8 is a ConfigurationError naming it (the flags
+    are checked as they are parsed).
+    """
     env = dict(os.environ)
     flags = (
         ("ADVANCED_STORE_CLIENT_ID", args.client_id),
@@ -177,6 +209,11 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
     for name, value in flags:
         if value is not None:
             env[name] = value
+        elif not _is_utf8(env.get(name, "")):
+            raise ConfigurationError(
+                f"{name} is not UTF-8 text: it holds bytes that do not decode as UTF-8 (its "
+                "value is not shown); set it to UTF-8 text"
+            )
     return env
 
 
@@ -201,7 +238,7 @@ def _check_endpoints(args: argparse.Namespace, env: dict[str, str]) -> None:
 
 def _audience(text: str) -> str:
     """One audience: not empty, no whitespace inside (never split into several silently)."""
-    audience = text.strip()
+    audience = _utf8(text).strip()
     if not audience:
         raise argparse.ArgumentTypeError(
             "the audience is empty: give one, e.g. --audience api.advanced-store.com, or leave "
@@ -260,7 +297,7 @@ def _day_or_moment(text: str) -> Any:
 
 
 def _param(text: str) -> tuple[str, str]:
-    key, equals, value = text.partition("=")
+    key, equals, value = _utf8(text).partition("=")
     if not equals or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     return key, value
@@ -354,36 +391,49 @@ def _add_check(subparsers: Subparsers) -> None:
 def _run_check(args: argparse.Namespace) -> int:
     auth = _make_auth(args)
     out = sys.stdout
-    print(f"token URL:    {auth.token_url}", file=out)
-    print(f"client id:    {auth.client_id}", file=out)
-    print(f"audience:     {' '.join(auth.audience) or '(none)'}", file=out)
+
+    def say(line: str) -> None:
+        print(visible(line), file=out)
+
+    say(f"token URL:    {auth.token_url}")
+    say(f"client id:    {auth.client_id}")
+    say(f"audience:     {' '.join(auth.audience) or '(none)'}")
     out.flush()
     try:
         token = auth.get_token()
     except AdvancedAuthError as exc:
-        print("result:       FAILED, no token", file=out)
+        say("result:       FAILED, no token")
         out.flush()
         _error(str(exc))
         return EXIT_FAILURE
     finally:
         auth.close()
+    # What the token endpoint says is quoted like an error message quotes it: on one line,
+    # control characters escaped, and never the secret (an endpoint may echo the form it
+    # got as the scope) or the whole token.
+    hidden = spellings(_environment(args)["ADVANCED_STORE_CLIENT_SECRET"].strip())
+    hidden |= spellings(token.access_token)
+
+    def quoted(text: str) -> str:
+        return excerpt(text, hidden, 500)
+
     lifetime = (
         "unknown (no expires_in)"
         if token.expires_at is None
         else f"{round(token.expires_at - token.issued_at)} s"
     )
-    print(f"token type:   {token.token_type}", file=out)
-    print(f"expires in:   {lifetime}", file=out)
-    print(f"scope:        {json.dumps(token.scope or '')}", file=out)
-    print(f"fingerprint:  {token.fingerprint} (SHA-256 prefix; the token is not shown)", file=out)
+    say(f"token type:   {quoted(token.token_type)}")
+    say(f"expires in:   {lifetime}")
+    say(f"scope:        {json.dumps(quoted(token.scope or ''))}")
+    say(f"fingerprint:  {token.fingerprint} (SHA-256 prefix; the token is not shown)")
     claims = _jwt_claims(token.access_token)
     if claims is None:
-        print("JWT:          no (an opaque token)", file=out)
+        say("JWT:          no (an opaque token)")
     else:
-        print("JWT claims (decoded, signature NOT verified):", file=out)
+        say("JWT claims (decoded, signature NOT verified):")
         for name in ("aud", "exp", "iss", "sub"):
-            print(f"  {name + ':':11} {_claim_text(name, claims.get(name))}", file=out)
-    print("result:       OK, a token was issued", file=out)
+            say(f"  {name + ':':11} {quoted(_claim_text(name, claims.get(name)))}")
+    say("result:       OK, a token was issued")
     return EXIT_OK
 
 
@@ -435,7 +485,7 @@ def _add_get(subparsers: Subparsers) -> None:
         "  advanced-auth get https://advanced-store.cloud/function/api/statistics \\\n"
         "      -p siteId=25 -p startDate=2024-01-01 -p endDate=2024-01-31 -p page=1\n",
     )
-    parser.add_argument("url", metavar="URL", help="the URL to GET")
+    parser.add_argument("url", type=_utf8, metavar="URL", help="the URL to GET")
     parser.add_argument(
         "-p",
         "--param",
@@ -465,29 +515,57 @@ def _run_get(args: argparse.Namespace) -> int:
             )
         with requests.Session() as session:
             session.auth = auth
-            response = session.get(
-                args.url, params=args.param, timeout=args.timeout, stream=True
-            )
-            with response:
-                if not 200 <= response.status_code < 300:
-                    _error(f"GET {response.url} answered {response.status_code} {response.reason}")
-                    # Whatever the answer quotes, never the token that was sent (an API
-                    # may echo request headers in its error body).
-                    quoted = excerpt(response.text, sent_tokens(response), 300)
-                    if quoted:
-                        print(f"  {quoted}", file=sys.stderr)
-                    return EXIT_FAILURE
-                out = _open_binary(args.output)
-                try:
-                    for chunk in response.iter_content(chunk_size=65536):
-                        out.write(chunk)
-                    out.flush()
-                finally:
-                    if args.output not in (None, "-"):
-                        out.close()
+            return _get(session, args)
     finally:
         auth.close()
+
+
+def _get(session: requests.Session, args: argparse.Namespace) -> int:
+    """Send the GET and write its body; whatever is quoted from the answer (the status line,
+    the URL it ended at, the body, a transport error's text) never holds a token that was
+    sent: an API may echo request headers anywhere, even as a chunk-size line."""
+    # Prepared here, as Session.request would: the Authorization value is known even when
+    # the transport error is all that comes back.
+    hidden: set[str] = set()
+    try:
+        prepared = session.prepare_request(
+            requests.Request("GET", args.url, params=args.param)
+        )
+        hidden = request_tokens(prepared)
+        settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
+        response = session.send(prepared, timeout=args.timeout, allow_redirects=True, **settings)
+    except AdvancedAuthError:
+        raise  # a token error: main reports it as it is
+    except requests.RequestException as exc:
+        return _get_failed(args.url, exc, hidden)
+    with response:
+        hidden |= sent_tokens(response)
+        try:
+            if not 200 <= response.status_code < 300:
+                _error(
+                    f"GET {excerpt(response.url or args.url, hidden, 300)} answered "
+                    f"{response.status_code} {excerpt(response.reason or '', hidden, 80)}"
+                )
+                quoted = excerpt(response.text, hidden, 300)
+                if quoted:
+                    print(f"  {quoted}", file=sys.stderr)
+                return EXIT_FAILURE
+            out = _open_binary(args.output)
+            try:
+                for chunk in response.iter_content(chunk_size=65536):
+                    out.write(chunk)
+                out.flush()
+            finally:
+                if args.output not in (None, "-"):
+                    out.close()
+        except requests.RequestException as exc:
+            return _get_failed(args.url, exc, hidden)
     return EXIT_OK
+
+
+def _get_failed(url: str, exc: requests.RequestException, hidden: set[str]) -> int:
+    _error(f"GET {url} failed: {type(exc).__name__}: {excerpt(str(exc), hidden, 400)}")
+    return EXIT_FAILURE
 
 
 # -- transactions and statistics ----------------------------------------------------------
@@ -509,7 +587,7 @@ def _add_dates(parser: argparse.ArgumentParser) -> None:
         metavar="DATE",
         help="last day, included: a date (the whole day) or a date and time, as --since",
     )
-    parser.add_argument("--program", metavar="ID", help="only this program id")
+    parser.add_argument("--program", type=_utf8, metavar="ID", help="only this program id")
 
 
 def _add_output(
@@ -569,7 +647,9 @@ def _add_transactions(subparsers: Subparsers) -> None:
         help="a site id (or ids separated by commas); repeat for several",
     )
     _add_dates(parser)
-    parser.add_argument("--status", metavar="S", help="only this status, e.g. pending")
+    parser.add_argument(
+        "--status", type=_utf8, metavar="S", help="only this status, e.g. pending"
+    )
     parser.add_argument(
         "--date-range-type",
         choices=("updatedAt", "transactionDate"),

@@ -21,12 +21,15 @@ Rules:
   ``int`` or ``float`` is epoch seconds (UTC). Both ends are inclusive. Transactions take
   epoch seconds, so nothing before 1970-01-01 UTC can be asked for.
 * A page that fails (transport error, token error, non-2xx after the auth's one re-send on
-  401, an answer that is not the documented JSON, or a page that repeats an earlier page
-  of the same pull exactly, as from a server that ignores ``page``) raises
+  401, an answer that is not the documented JSON, rows that are not all JSON objects, JSON
+  nested more than 100 levels deep, or a page that repeats an earlier page of the same pull
+  exactly, as from a server that ignores ``page``) raises
   :class:`~requests_advanced_auth.PageError`; ``error.page`` is the page to resume from
   (``start_page=error.page``) and ``error.__cause__`` the underlying error, if any. What it
-  quotes from an answer never holds the ``Authorization`` value that was sent (an API that
-  echoes request headers would otherwise put the token there): it reads ``***``.
+  quotes from an answer (the status line, a header, the body, a transport error's text)
+  never holds the ``Authorization`` value that was sent (an API that echoes request headers
+  would otherwise put the token there): it reads ``***``; control characters in it are
+  shown as escapes such as ``\\x1b``.
 * Progress goes to stderr, one line rewritten in place, only when stderr is a terminal
   (``progress=None``); ``progress=True`` forces it, ``progress=False`` silences it.
 """
@@ -55,7 +58,7 @@ from requests.auth import AuthBase
 
 from ._auth import STATISTICS_PATH
 from ._checks import Timeout, check_http_url, check_timeout, shown
-from ._redact import excerpt, sent_tokens
+from ._redact import excerpt, request_tokens, sent_tokens, stand_in
 from .exceptions import ConfigurationError, PageError
 
 __all__ = [
@@ -87,6 +90,10 @@ MAX_STATISTICS_PAGE_SIZE: Final = 100
 #: string is a mistake, and past 4300 digits ``int()`` itself refuses it.
 _MAX_ID_DIGITS: Final = 18
 _EPOCH: Final = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+#: Levels of arrays and objects a page may nest. A documented page is three deep (the page,
+#: its row list, flat rows); past a few hundred, whatever handles a row next (repr, csv,
+#: json.dumps, pandas) can hit Python's recursion limit (1000) and fail with RecursionError.
+_MAX_DEPTH: Final = 100
 
 #: The documented fields of a transactions row, in the documentation's order.
 TRANSACTION_FIELDS: Final = (
@@ -378,14 +385,35 @@ def _get_json(
     page: int,
 ) -> tuple[Any, _Quote]:
     """The decoded JSON of one page, and how to quote from that answer."""
+    # Prepared here, as Session.request would, so the Authorization value is known even when
+    # no answer comes back (a token echoed as a chunk-size line, or into a redirect's URL,
+    # is quoted back by the transport error); streamed, so the body is read below, where the
+    # answer and any re-send of the auth's are known too.
+    hidden: set[str] = set()
+    error: Optional[PageError] = None
+    cause: Optional[BaseException] = None
     try:
-        response = session.get(url, params=params, timeout=timeout)
+        prepared = session.prepare_request(requests.Request("GET", url, params=params))
+        hidden = request_tokens(prepared)
+        settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
+        response = session.send(prepared, timeout=timeout, allow_redirects=True, **settings)
     except requests.RequestException as exc:
-        raise PageError(f"GET {url} failed: {type(exc).__name__}: {exc}", page=page) from exc
+        # Raised below, out of the except: the original (its text may quote the token, and
+        # it would be the __context__) stays out of the error's chain.
+        error, cause = _failed(url, page, exc, hidden), stand_in(exc, hidden)
+    if error is not None:
+        raise error from cause
     with response:
+        hidden |= sent_tokens(response)
+        try:
+            response.content  # noqa: B018  # read it all now: a broken body fails here
+        except requests.RequestException as exc:
+            error, cause = _failed(url, page, exc, hidden), stand_in(exc, hidden)
+        if error is not None:
+            raise error from cause
 
-        def quote_answer(text: str) -> str:
-            return excerpt(text, sent_tokens(response))
+        def quote_answer(text: str, limit: int = 200) -> str:
+            return excerpt(text, hidden, limit)
 
         status = response.status_code
         if not 200 <= status < 300:
@@ -397,21 +425,71 @@ def _get_json(
                     "allowed hosts)"
                 )
             raise PageError(
-                f"GET {url} answered {status} {response.reason}{hint}: "
+                f"GET {url} answered {status} {quote_answer(response.reason or '', 80)}{hint}: "
                 f"{quote_answer(response.text)!r}",
                 page=page,
                 status_code=status,
             )
         try:
-            return response.json(), quote_answer
+            data = response.json()
+        except RecursionError:  # a hostile "[[[[..." decodes one level per stack frame
+            raise PageError(
+                f"GET {url} answered {status} with JSON nested too deeply to decode",
+                page=page,
+                status_code=status,
+            ) from None
         except ValueError:
-            ctype = response.headers.get("Content-Type", "no content type")
+            ctype = quote_answer(response.headers.get("Content-Type", "no content type"), 80)
             raise PageError(
                 f"GET {url} answered {status} with {ctype}, not JSON: "
                 f"{quote_answer(response.text)!r}",
                 page=page,
                 status_code=status,
             ) from None
+        if _deeper_than(data, _MAX_DEPTH):
+            raise PageError(
+                f"GET {url} answered {status} with JSON nested too deeply (more than "
+                f"{_MAX_DEPTH} levels of arrays and objects; the documented rows are flat)",
+                page=page,
+                status_code=status,
+            )
+        return data, quote_answer
+
+
+def _failed(url: str, page: int, exc: requests.RequestException, hidden: set[str]) -> PageError:
+    """The PageError of a request that got no (whole) answer; its text may quote the server."""
+    return PageError(
+        f"GET {url} failed: {type(exc).__name__}: {excerpt(str(exc), hidden, 400)}", page=page
+    )
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests lists and dicts more than ``limit`` levels (without recursing)."""
+    stack = [(data, 1)] if isinstance(data, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+#: JSON's names for what a row is when it is not an object.
+_JSON_KINDS: Final = ((bool, "true or false"), ((int, float), "a number"), (str, "a string"),
+                      (list, "an array"), (type(None), "null"))
+
+
+def _check_rows(url: str, page: int, rows: list[Any]) -> None:
+    """Every row must be a JSON object: the rows are dicts to whoever reads them."""
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            kind = next((name for types, name in _JSON_KINDS if isinstance(row, types)), "?")
+            raise PageError(
+                f"GET {url} answered rows that are not all JSON objects: row {number} of "
+                f"{len(rows)} is {kind}, not a JSON object",
+                page=page,
+            )
 
 
 def _unexpected(url: str, page: int, what: str, data: Any, quote_answer: _Quote) -> PageError:
@@ -470,6 +548,7 @@ def _pages(
         while True:
             data, quote_answer = _get_json(session, url, {"page": page, **params}, timeout, page)
             batch = read(url, page, params, data, quote_answer)
+            _check_rows(url, page, batch.rows)
             # A server that ignores `page` answers page 1 again and again: a full page would
             # never end the statistics pull. Real pages never repeat (each row is its own
             # transaction or day), so an exact repeat is that server, not data.

@@ -8,6 +8,7 @@ from the package under test.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,3 +133,69 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class RawServer:
+    """A loopback server answering each request with the bytes ``respond(path, headers, body)``
+    makes, then closing the connection: for answers no HTTP library would send (a token in the
+    status line, a broken chunk). One connection at a time; ``seen`` records each request's
+    lower-cased headers."""
+
+    def __init__(self, respond) -> None:
+        self.respond = respond
+        self.seen: list[dict[str, str]] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)  # how soon the serving thread notices the stop
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> RawServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError):  # the client gave up first
+                    self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        request_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+        while len(body) < int(headers.get("content-length") or 0):
+            body += conn.recv(65536)
+        self.seen.append(headers)
+        conn.sendall(self.respond(request_line.split(" ")[1], headers, body))
+
+
+def closing(status_line: str, *headers: str, body: str = "") -> bytes:
+    """A whole answer with its Content-Length, after which the server closes."""
+    lines = [status_line, *headers, f"Content-Length: {len(body.encode())}", "Connection: close"]
+    return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+
+def broken_chunk(line: str) -> bytes:
+    """A chunked 200 whose first chunk-size line is ``line``: requests reports it in full."""
+    return (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+        f"\r\n{line}\r\n"
+    ).encode()

@@ -18,6 +18,7 @@ import pytest
 import requests
 import requests_mock
 from _helpers import child_process, read_exports
+from _servers import RawServer, broken_chunk, closing
 
 from requests_advanced_auth import cli
 from requests_advanced_auth.cli import main
@@ -698,6 +699,194 @@ def test_no_command_prints_the_client_secret(env, capsys, tmp_path, leak_guard):
         tokens = env.provider.issued_tokens()
         if argv[0] != "token":
             assert not any(token in out + err for token in tokens), argv
+
+
+#: Answers that echo the Authorization value ``a`` outside the body, by request path.
+ECHOES_OUTSIDE_THE_BODY = {
+    "status line": lambda path, a: closing(f"HTTP/1.1 400 {a}", body="{}"),
+    "content type of a non-JSON 200": lambda path, a: closing(
+        "HTTP/1.1 200 OK", f"Content-Type: text/plain; x={a}", body="nope"
+    ),
+    "chunk-size line": lambda path, a: broken_chunk(a),
+    "same-host redirect": lambda path, a: (
+        closing("HTTP/1.1 400 Bad Request", body="{}") if path.startswith("/echo")
+        else closing("HTTP/1.1 302 Found", f"Location: /echo?t={a.split()[-1]}")
+    ),
+}
+TX_ARGV = ["transactions", "--site", "25", "--since", "2024-01-01", "--until", "2024-01-02"]
+
+
+@pytest.mark.parametrize(
+    ("command", "case"),
+    [
+        ("get", "status line"),
+        ("get", "chunk-size line"),
+        ("get", "same-host redirect"),
+        ("transactions", "status line"),
+        ("transactions", "content type of a non-JSON 200"),
+        ("transactions", "chunk-size line"),
+    ],
+)
+def test_errors_never_show_a_token_echoed_in_the_status_line_headers_or_framing(
+    env, capsys, monkeypatch, command, case
+):
+    def respond(path, headers, body):
+        return ECHOES_OUTSIDE_THE_BODY[case](path, headers.get("authorization", ""))
+
+    with RawServer(respond) as server:
+        monkeypatch.setenv("ADVANCED_STORE_API_URL", server.url)
+        target = server.url + "/publishers/transactions/2.0/"
+        argv = ["get", target] if command == "get" else TX_ARGV
+        code, out, err = run(capsys, *argv, "--timeout", "5")
+    (token,) = env.provider.issued_tokens()
+    assert server.seen[0]["authorization"] == f"Bearer {token}"  # sent, and echoed back
+    assert code == 1
+    assert token[4:16] not in out + err
+    assert "***" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("command", "answer", "says"),
+    [
+        ("transactions", {"transactionDataList": [1, 2], "totalPageCount": 1},
+         "row 1 of 2 is a number, not a JSON object"),
+        ("transactions", {"transactionDataList": [[1, 2]], "totalPageCount": 1},
+         "row 1 of 1 is an array, not a JSON object"),
+        ("statistics", {"data": {"data": [1]}}, "row 1 of 1 is a number, not a JSON object"),
+        ("transactions", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ],
+)
+def test_a_page_of_rows_that_are_not_objects_exits_1_naming_the_page(
+    env, capsys, command, answer, says
+):
+    url = env.transactions_url if command == "transactions" else env.statistics_url
+    body = answer if isinstance(answer, str) else json.dumps(answer)
+    with requests_mock.Mocker(real_http=True) as mock:
+        mock.get(url, text=body)
+        code, out, err = run(capsys, command, *TX_ARGV[1:])
+    assert (code, out) == (1, "")
+    assert err.startswith("advanced-auth: error: page 1: ")
+    assert says in err
+    assert "(resume with --start-page 1)" in err
+
+
+# -- input that is not UTF-8 -------------------------------------------------------------------
+
+NOT_UTF8 = "\udcff"  # how Python reads the byte 0xff of a non-UTF-8 argument or variable
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["ADVANCED_STORE_CLIENT_ID", "ADVANCED_STORE_CLIENT_SECRET", "ADVANCED_STORE_AUDIENCE",
+     "ADVANCED_STORE_TOKEN_URL", "ADVANCED_STORE_API_URL"],
+)
+@pytest.mark.parametrize("command", [["check"], TX_ARGV])
+def test_a_variable_that_is_not_utf8_exits_2_naming_it(env, capsys, monkeypatch, variable, command):
+    monkeypatch.setenv(variable, os.environ.get(variable, "api.advanced-store.com") + NOT_UTF8)
+    code, out, err = run(capsys, *command)
+    assert (code, out) == (2, "")
+    assert err.startswith(f"advanced-auth: error: {variable} is not UTF-8 text")
+    assert env.client_secret not in err
+    assert env.provider.token_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["check", "--client-secret", "hunter2" + NOT_UTF8], "--client-secret"),
+        (["check", "--client-id", "me" + NOT_UTF8], "--client-id"),
+        (["check", "--audience", "api.advanced-store.com" + NOT_UTF8], "--audience"),
+        (["check", "--token-url", "http://127.0.0.1/t" + NOT_UTF8], "--token-url"),
+        ([*TX_ARGV, "--status", "pending" + NOT_UTF8], "--status"),
+        ([*TX_ARGV, "--program", "1" + NOT_UTF8], "--program"),
+        (["get", "http://127.0.0.1/", "-p", "a=" + NOT_UTF8], "-p/--param"),
+        (["get", "http://127.0.0.1/?" + NOT_UTF8], "URL"),
+    ],
+)
+def test_a_flag_that_is_not_utf8_exits_2_naming_it(env, capsys, argv, flag):
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert f"error: argument {flag}: not UTF-8 text" in err
+    assert "hunter2" not in err
+    assert env.provider.token_requests == 0
+
+
+def test_non_utf8_bytes_from_the_shell_exit_2_without_a_traceback(sandbox):
+    environ = {k.encode(): v.encode() for k, v in subprocess_env().items()}
+    environ.update({k.encode(): v.encode() for k, v in sandbox.environment().items()})
+    environ[b"ADVANCED_STORE_CLIENT_SECRET"] = b"hunter2\xff"
+    done = subprocess.run(
+        [sys.executable.encode(), b"-m", b"requests_advanced_auth", b"check"],
+        capture_output=True, env=environ, timeout=60, check=False,
+    )
+    err = done.stderr.decode("utf-8", "backslashreplace")
+    assert (done.returncode, done.stdout) == (2, b"")
+    assert "ADVANCED_STORE_CLIENT_SECRET is not UTF-8 text" in err
+    assert "Traceback" not in err
+    assert "hunter2" not in err
+
+
+# -- terminal control sequences from a server ----------------------------------------------------
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J"  # set the window title, then clear the screen
+
+
+def test_check_shows_control_characters_in_jwt_claims_as_escapes(env, capsys):
+    claims = {"sub": ESCAPES + "fake", "aud": ["\x1b[31mred", "b"], "iss": "x\nresult: forged"}
+    jwt = f"{b64url({'alg': 'none'})}.{b64url(claims)}.c2ln"
+    env.provider.token_overrides = {"access_token": jwt}
+    code, out, err = run(capsys, "check")
+    assert (code, err) == (0, "")
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    fields = report(out)
+    assert fields["sub"] == "\\x1b]0;owned\\x07\\x1b[2Jfake"
+    assert fields["aud"] == "\\x1b[31mred b"
+    assert fields["iss"] == "x result: forged"
+    assert [line for line in out.splitlines() if line.startswith("result:")] == [
+        "result:       OK, a token was issued"
+    ]
+
+
+def test_check_shows_control_characters_in_a_token_error_as_escapes(env, capsys):
+    body = json.dumps({"error": "invalid_client", "error_description": ESCAPES + "all good"})
+    env.provider.fail_next(1, status=401, body=body.encode())
+    code, _, err = run(capsys, "check")
+    assert code == 1
+    assert "\x1b" not in err
+    assert "\\x1b]0;owned\\x07\\x1b[2Jall good" in err
+
+
+def test_get_shows_control_characters_in_the_status_line_as_escapes(env, capsys, monkeypatch):
+    with RawServer(lambda *_: closing(f"HTTP/1.1 400 {ESCAPES}Bad", body=ESCAPES)) as server:
+        monkeypatch.setenv("ADVANCED_STORE_API_URL", server.url)
+        code, out, err = run(capsys, "get", server.url + "/x", "--timeout", "5")
+    assert (code, out) == (1, "")
+    assert "\x1b" not in err
+    assert "answered 400 \\x1b]0;owned\\x07\\x1b[2JBad" in err
+
+
+def test_check_never_shows_the_client_secret_a_token_endpoint_echoes_as_the_scope(
+    capsys, monkeypatch
+):
+    secret = "hunter2-S3CRET/+&"
+
+    def echo_the_form_as_scope(path, headers, body):
+        answer = {"access_token": "opaque-token-123", "token_type": "bearer",
+                  "scope": body.decode()}
+        return closing("HTTP/1.1 200 OK", "Content-Type: application/json",
+                       body=json.dumps(answer))
+
+    with RawServer(echo_the_form_as_scope) as server:
+        for name, value in {"ADVANCED_STORE_CLIENT_ID": "cid",
+                            "ADVANCED_STORE_CLIENT_SECRET": secret,
+                            "ADVANCED_STORE_TOKEN_URL": server.url + "/t"}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("ADVANCED_STORE_API_URL", raising=False)
+        code, out, err = run(capsys, "check")
+    assert code == 0
+    assert "hunter2" not in out + err  # the scope is blanked (or dropped by the fetcher)
 
 
 # -- sandbox ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import requests_mock
+from _servers import RawServer, broken_chunk, closed_port, closing
 from requests.auth import AuthBase
 
 from requests_advanced_auth import ConfigurationError, PageError, TokenError
@@ -398,6 +399,111 @@ def test_a_token_refused_then_replaced_is_scrubbed_too(sandbox):
     assert len(tokens) == 2
     assert not any(token in str(caught.value) for token in tokens)
     assert "you sent Bearer *** then Bearer ***" in str(caught.value)
+
+
+#: Answers that echo the Authorization value (``a``) outside the body.
+FRAMING_ECHOES = {
+    "status line": lambda a: closing(f"HTTP/1.1 400 {a}", body="{}"),
+    "content type of a non-JSON 200": lambda a: closing(
+        "HTTP/1.1 200 OK", f"Content-Type: text/plain; x={a}", body="nope"
+    ),
+    "chunk-size line": broken_chunk,
+    "redirect to a closed port": lambda a: closing(
+        "HTTP/1.1 302 Found",
+        f"Location: http://127.0.0.1:{closed_port()}/echo?t={a.split()[-1]}",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FRAMING_ECHOES))
+def test_page_error_never_quotes_a_token_echoed_in_the_status_line_headers_or_framing(case):
+    with RawServer(lambda path, headers, body: FRAMING_ECHOES[case](headers["authorization"])
+                   ) as server, requests.Session() as session:
+        session.auth = StaticAuth(f"Bearer {TOKEN}")
+        with pytest.raises(PageError) as caught:
+            list(iter_transactions(
+                session, site_ids=1, **YEAR, url=server.url + "/publishers/transactions/2.0/",
+                timeout=5,
+            ))
+    message = str(caught.value)
+    assert caught.value.page == 1
+    assert "SECRET" not in message
+    assert TOKEN[:8] not in message
+    assert "***" in message
+    chain, error = "", caught.value  # nor anywhere in the chain of causes and contexts
+    while error is not None:
+        chain += repr(error) + str(error)
+        error = error.__cause__ or error.__context__
+    assert "SECRET" not in chain
+
+
+def test_a_broken_chunk_echoing_the_token_the_auth_sent_after_a_401_is_scrubbed(sandbox):
+    def respond(path, headers, body):
+        if len(server.seen) == 1:
+            return closing("HTTP/1.1 401 Unauthorized")
+        return broken_chunk("you sent " + " then ".join(h["authorization"] for h in server.seen))
+
+    with RawServer(respond) as server:
+        auth = sandbox.auth(allowed_hosts=[f"127.0.0.1:{server.port}"])
+        with pytest.raises(PageError) as caught:
+            list(iter_transactions(auth, site_ids=25, **YEAR, url=server.url + "/p/", timeout=5))
+    tokens = sandbox.provider.issued_tokens()
+    assert len(tokens) == 2
+    assert not any(token[:8] in str(caught.value) for token in tokens)
+    assert "you sent Bearer *** then Bearer ***" in str(caught.value)
+
+
+# -- hostile pages -----------------------------------------------------------------------
+
+
+def test_json_nested_too_deeply_to_decode_is_a_page_error():
+    session, _ = mocked_session(json_page(1, 2), {"body": "[" * 100_000 + "]" * 100_000})
+    rows = iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL)
+    assert len(list(itertools.islice(rows, 2))) == 2
+    with pytest.raises(PageError, match="nested too deeply") as caught:
+        next(rows)
+    assert caught.value.page == 2
+
+
+def test_a_row_nested_too_deeply_to_handle_is_a_page_error():
+    """Decodable, but near where printing or comparing it would hit the recursion limit."""
+    deep = {**page_answer(1, 1), "transactionDataList": [{"a": []}]}
+    body = json.dumps(deep).replace("[]", "[" * 200 + "]" * 200)
+    session, _ = mocked_session({"body": body})
+    with pytest.raises(PageError, match="nested too deeply") as caught:
+        list(iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL))
+    assert caught.value.page == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "says"),
+    [
+        ([1, 2, 3], "row 1 of 3 is a number"),
+        ([[1, 2]], "row 1 of 1 is an array"),
+        ([{"transactionId": "a"}, "b"], "row 2 of 2 is a string"),
+        ([{"transactionId": "a"}, None], "row 2 of 2 is null"),
+    ],
+)
+def test_a_page_whose_rows_are_not_all_objects_is_a_page_error_naming_it(rows, says):
+    second = {**page_answer(2, 2), "transactionDataList": rows}
+    session, _ = mocked_session(json_page(1, 2), {"body": json.dumps(second)})
+    rows = iter_transactions(session, site_ids=1, **YEAR, url=MOCK_URL)
+    assert len(list(itertools.islice(rows, 2))) == 2  # the rows of page 1
+    with pytest.raises(PageError) as caught:
+        next(rows)  # and none of page 2
+    assert caught.value.page == 2
+    assert str(caught.value).startswith("page 2: ")
+    assert f"{says}, not a JSON object" in str(caught.value)
+
+
+def test_statistics_rows_that_are_not_objects_are_a_page_error():
+    adapter = requests_mock.Adapter()
+    adapter.register_uri("GET", MOCK_STATS_URL, json={"data": {"data": [1]}})
+    session = requests.Session()
+    session.mount("https://", adapter)
+    with pytest.raises(PageError, match="row 1 of 1 is a number, not a JSON object") as caught:
+        list(iter_statistics(session, site_id=1, **YEAR, url=MOCK_STATS_URL))
+    assert caught.value.page == 1
 
 
 # -- parameters ----------------------------------------------------------------------------
