@@ -37,8 +37,8 @@ def check_text(value: str, name: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ConfigurationError(
-            f"{name} holds characters that are not valid Unicode text (bytes that were not "
-            "UTF-8?): set it as UTF-8 text"
+            f"{name} is not UTF-8 text: it holds bytes that do not decode as UTF-8 (its value "
+            "is not shown); set it to UTF-8 text"
         ) from None
     return value
 

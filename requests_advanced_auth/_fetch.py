@@ -769,9 +769,7 @@ class TokenFetcher:
         normalized = dict(data)
         normalized.pop("expires_in", None)
         scope = data.get("scope")
-        if not isinstance(scope, str) or excerpt(scope, self._hidden.value, len(scope) + 1) != (
-            " ".join(scope.split())
-        ):
+        if not isinstance(scope, str) or any(form in scope for form in self._hidden.value):
             # RFC 6749 §3.3 says a string; anything else is no scope, and so is one that
             # echoes the secret (it would show in the Token's repr and in logs).
             normalized.pop("scope", None)

@@ -31,9 +31,9 @@ import requests
 
 from . import AdvancedAuth, AdvancedAuthError, ConfigurationError, PageError, __version__
 from ._auth import check_api_url
-from ._checks import MAX_TIMEOUT, check_http_url, check_timeout
+from ._checks import MAX_TIMEOUT, check_http_url, check_text, check_timeout
 from ._fetch import check_token_url
-from ._redact import excerpt, request_tokens, sent_tokens, spellings, visible
+from ._redact import excerpt, sent_tokens, spellings, visible
 from .pagination import (
     DEFAULT_TIMEOUT,
     MAX_STATISTICS_PAGE_SIZE,
@@ -41,6 +41,7 @@ from .pagination import (
     STATISTICS_FIELDS,
     TRANSACTION_FIELDS,
     _parse_date_text,
+    _send_get,
     api_urls,
     iter_statistics,
     iter_transactions,
@@ -116,21 +117,16 @@ def _note(message: str) -> None:
 _NOT_UTF8: Final = "not UTF-8 text: it holds bytes that do not decode as UTF-8 (not shown)"
 
 
-def _is_utf8(text: str) -> bool:
-    """False for text with a byte the shell gave that is not UTF-8: Python keeps it as a lone
-    surrogate (PEP 383), which can be neither sent nor printed."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _utf8(text: str) -> str:
-    """A flag's value, if it is UTF-8 text; the error never quotes it (it may be a secret)."""
-    if not _is_utf8(text):
-        raise argparse.ArgumentTypeError(_NOT_UTF8)
-    return text
+    """A flag's value, if it is UTF-8 text; the error never quotes it (it may be a secret).
+
+    Bytes the shell gave that are not UTF-8 reach Python as lone surrogates (PEP 383),
+    which can be neither sent nor printed.
+    """
+    try:
+        return check_text(text, "the value")
+    except ConfigurationError:
+        raise argparse.ArgumentTypeError(_NOT_UTF8) from None
 
 
 def _add_credentials(parser: argparse.ArgumentParser) -> None:
@@ -209,11 +205,8 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
     for name, value in flags:
         if value is not None:
             env[name] = value
-        elif not _is_utf8(env.get(name, "")):
-            raise ConfigurationError(
-                f"{name} is not UTF-8 text: it holds bytes that do not decode as UTF-8 (its "
-                "value is not shown); set it to UTF-8 text"
-            )
+        else:
+            check_text(env.get(name, ""), name)
     return env
 
 
@@ -528,12 +521,7 @@ def _get(session: requests.Session, args: argparse.Namespace) -> int:
     # the transport error is all that comes back.
     hidden: set[str] = set()
     try:
-        prepared = session.prepare_request(
-            requests.Request("GET", args.url, params=args.param)
-        )
-        hidden = request_tokens(prepared)
-        settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
-        response = session.send(prepared, timeout=args.timeout, allow_redirects=True, **settings)
+        response = _send_get(session, args.url, args.param, args.timeout, hidden)
     except AdvancedAuthError:
         raise  # a token error: main reports it as it is
     except requests.RequestException as exc:
@@ -546,7 +534,9 @@ def _get(session: requests.Session, args: argparse.Namespace) -> int:
                     f"GET {excerpt(response.url or args.url, hidden, 300)} answered "
                     f"{response.status_code} {excerpt(response.reason or '', hidden, 80)}"
                 )
-                quoted = excerpt(response.text, hidden, 300)
+                # At most 64 KiB of an error answer is read: 300 characters are shown.
+                head = next(response.iter_content(65536), b"")
+                quoted = excerpt(head.decode(response.encoding or "utf-8", "replace"), hidden, 300)
                 if quoted:
                     print(f"  {quoted}", file=sys.stderr)
                 return EXIT_FAILURE

@@ -393,10 +393,7 @@ def _get_json(
     error: Optional[PageError] = None
     cause: Optional[BaseException] = None
     try:
-        prepared = session.prepare_request(requests.Request("GET", url, params=params))
-        hidden = request_tokens(prepared)
-        settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
-        response = session.send(prepared, timeout=timeout, allow_redirects=True, **settings)
+        response = _send_get(session, url, params, timeout, hidden)
     except requests.RequestException as exc:
         # Raised below, out of the except: the original (its text may quote the token, and
         # it would be the __context__) stays out of the error's chain.
@@ -454,6 +451,22 @@ def _get_json(
                 status_code=status,
             )
         return data, quote_answer
+
+
+def _send_get(
+    session: requests.Session,
+    url: str,
+    params: Mapping[str, Any],
+    timeout: Timeout,
+    hidden: set[str],
+) -> requests.Response:
+    """GET ``url`` as ``Session.request`` would, streamed; the spellings of the token it
+    carries go into ``hidden`` before anything is sent, so that even a transport error (a
+    token echoed as a chunk-size line, or into a redirect's URL) can be quoted without it."""
+    prepared = session.prepare_request(requests.Request("GET", url, params=params))
+    hidden |= request_tokens(prepared)
+    settings = session.merge_environment_settings(prepared.url, {}, True, None, None)
+    return session.send(prepared, timeout=timeout, allow_redirects=True, **settings)
 
 
 def _failed(url: str, page: int, exc: requests.RequestException, hidden: set[str]) -> PageError:
