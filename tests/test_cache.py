@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import logging
-import os
 import pickle
-import signal
 import threading
-import traceback
-from collections.abc import Iterator
-from typing import Callable
 
 import pytest
-from _helpers import CountingLock, run_threads
+from _helpers import (
+    CountingLock,
+    forking_with_threads,
+    needs_fork,
+    run_in_forked_child,
+    run_threads,
+)
 
 from requests_advanced_auth import MemoryTokenCache, Token, TokenCache
 from requests_advanced_auth._cache import SingleFlight
@@ -270,59 +269,6 @@ def test_run_waiters_share_the_result_of_a_try_run_in_progress():
 
 
 # -- fork ------------------------------------------------------------------------------------
-
-needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
-# Python 3.12+ warns on fork() with threads running, which is exactly the case under test.
-forking_with_threads = pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
-
-
-def run_in_forked_child(
-    body: Callable[[], None], *, in_parent: Callable[[], object] = lambda: None
-) -> tuple[int, str]:
-    """Run ``body()`` in a child made by a real ``os.fork()``; its exit code and its report.
-
-    ``in_parent`` runs in the parent right after the fork, while the child runs. The child
-    is killed by SIGALRM after ``3 * WAIT`` seconds, so a child that hangs fails the test
-    instead of hanging it; 0 means ``body`` returned, else the report is its traceback.
-    """
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: whatever happens, never return into pytest
-        code, report = 1, "the child did not finish"
-        try:
-            os.close(read_end)
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(int(3 * WAIT))
-            body()
-            code, report = 0, "ok"
-        except BaseException:
-            report = traceback.format_exc()
-        finally:
-            try:
-                os.write(write_end, report.encode("utf-8", "replace"))
-            finally:
-                os._exit(code)
-    os.close(write_end)
-    in_parent()
-    with os.fdopen(read_end, "rb") as pipe:  # end of file: the child exited or was killed
-        report = pipe.read().decode("utf-8", "replace")
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), report
-
-
-@contextlib.contextmanager
-def logged_warnings() -> Iterator[list[str]]:
-    """The package's WARNING (and worse) messages while the block runs (also in a child)."""
-    messages: list[str] = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
-    logger = logging.getLogger("requests_advanced_auth")
-    logger.addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
-
 
 @needs_fork
 @forking_with_threads

@@ -8,13 +8,19 @@ import os
 import pickle
 import stat
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 import requests
+from _helpers import (
+    WAIT,
+    forking_with_threads,
+    held_by_another_thread,
+    logged_warnings,
+    needs_fork,
+    run_in_forked_child,
+)
 from _procs import TRANSACTION_PARAMS, run_fleet, run_lifetimes, run_thread_fleet
-from test_cache import WAIT, forking_with_threads, logged_warnings, needs_fork, run_in_forked_child
 
 from requests_advanced_auth import ConfigurationError, MemoryTokenCache, Token, TokenCache
 from requests_advanced_auth._filecache import MAX_FILE_SIZE, FileTokenCache
@@ -581,33 +587,21 @@ def test_a_child_forked_while_a_thread_holds_the_lock_takes_the_lock_and_writes(
     leak_guard.watch("tok-parent", "tok-child")
     cache = FileTokenCache(path, lock_timeout=WAIT, clock=clock)
     cache.set(KEY, token("tok-parent"))
-    inside, release = threading.Event(), threading.Event()
 
-    def holder() -> None:  # a fetch in progress in another thread at fork time
-        with cache.lock(KEY):
-            inside.set()
-            assert release.wait(WAIT)
+    def child() -> None:
+        probe = filelock.FileLock(str(path) + ".lock", thread_local=False)
+        with logged_warnings() as warned:
+            assert cache.get(KEY) == token("tok-parent")
+            with cache.lock(KEY):
+                with pytest.raises(filelock.Timeout):  # held: by this child, for real
+                    probe.acquire(timeout=0)
+                cache.set(KEY, token("tok-child"))
+            cache.set(OTHER_KEY, token("tok-child"))  # and let go of
+        assert warned == []
 
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert inside.wait(WAIT)
-
-        def child() -> None:
-            probe = filelock.FileLock(str(path) + ".lock", thread_local=False)
-            with logged_warnings() as warned:
-                assert cache.get(KEY) == token("tok-parent")
-                with cache.lock(KEY):
-                    with pytest.raises(filelock.Timeout):  # held: by this child, for real
-                        probe.acquire(timeout=0)
-                    cache.set(KEY, token("tok-child"))
-                cache.set(OTHER_KEY, token("tok-child"))  # and let go of
-            assert warned == []
-
+    # A fetch in progress in another thread at fork time holds the lock.
+    with held_by_another_thread(cache.lock(KEY)) as release:
         code, report = run_in_forked_child(child, in_parent=release.set)
-    finally:
-        release.set()
-        thread.join(WAIT)
     assert code == 0, report
     assert cache.get(KEY) == token("tok-child")
     assert cache.get(OTHER_KEY) == token("tok-child")

@@ -8,13 +8,19 @@ import pickle
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
+from _helpers import (
+    WAIT,
+    forking_with_threads,
+    held_by_another_thread,
+    logged_warnings,
+    needs_fork,
+    run_in_forked_child,
+)
 from _procs import TRANSACTION_PARAMS, run_fleet, run_lifetimes, run_thread_fleet
-from test_cache import WAIT, forking_with_threads, logged_warnings, needs_fork, run_in_forked_child
 
 from requests_advanced_auth import ConfigurationError, Token, TokenCache
 from requests_advanced_auth._rediscache import RETRY_INTERVAL, RedisTokenCache
@@ -301,30 +307,18 @@ def test_a_child_forked_while_a_thread_holds_the_lock_takes_the_lock_and_writes(
     the parent to release the Redis lock, then holds it itself."""
     leak_guard.watch("tok-child")
     cache = RedisTokenCache(client, lock_timeout=WAIT, clock=clock)
-    inside, release = threading.Event(), threading.Event()
 
-    def holder() -> None:  # a fetch in progress in another thread at fork time
-        with cache.lock(KEY):
-            inside.set()
-            assert release.wait(WAIT)
+    def child() -> None:
+        with logged_warnings() as warned:
+            with cache.lock(KEY):
+                assert client.pttl(PREFIX + KEY + ":lock") > 0  # ours now
+                cache.set(KEY, token("tok-child", clock()))
+            assert client.exists(PREFIX + KEY + ":lock") == 0
+        assert warned == []
 
-    thread = threading.Thread(target=holder)
-    thread.start()
-    try:
-        assert inside.wait(WAIT)
-
-        def child() -> None:
-            with logged_warnings() as warned:
-                with cache.lock(KEY):
-                    assert client.pttl(PREFIX + KEY + ":lock") > 0  # ours now
-                    cache.set(KEY, token("tok-child", clock()))
-                assert client.exists(PREFIX + KEY + ":lock") == 0
-            assert warned == []
-
+    # A fetch in progress in another thread at fork time holds the lock.
+    with held_by_another_thread(cache.lock(KEY)) as release:
         code, report = run_in_forked_child(child, in_parent=release.set)
-    finally:
-        release.set()
-        thread.join(WAIT)
     assert code == 0, report
     assert cache.get(KEY) == token("tok-child", clock())
 
