@@ -59,7 +59,7 @@ from requests.auth import AuthBase
 from ._auth import STATISTICS_PATH
 from ._checks import Timeout, check_http_url, check_timeout, shown
 from ._redact import excerpt, request_tokens, sent_tokens, stand_in
-from .exceptions import ConfigurationError, PageError
+from .exceptions import AdvancedAuthError, ConfigurationError, PageError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -186,6 +186,11 @@ def _site_id(value: Any, name: str = "site id") -> str:
     elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
         _check_digits(value, f"{name}s have", value)
         return str(int(value))
+    elif name == "site_id" and isinstance(value, (list, tuple, set)):
+        raise ConfigurationError(
+            f"site_id takes one site id (the statistics API pulls one site at a time), got "
+            f"{shown(value)}; pull each site in turn"
+        )
     raise ConfigurationError(
         f"{name}s are positive integers (or strings of digits), got {shown(value)}"
     )
@@ -253,11 +258,13 @@ def _parse_date_text(text: str, name: str) -> Union[_dt.date, _dt.datetime]:
         if moment.endswith(("Z", "z")):  # Python < 3.11 does not read "Z"
             text = text[:-1] + "+00:00"
         return _dt.datetime.fromisoformat(text)
-    except ValueError:
+    except ValueError as exc:
+        # Python's reason when it is about the numbers ("month must be in 1..12").
+        why = f" ({exc})" if "must be in" in str(exc) or "out of range" in str(exc) else ""
         raise ConfigurationError(
             f"{name} must be a date YYYY-MM-DD or an ISO 8601 date and time "
             f"(YYYY-MM-DDTHH:MM:SS, optionally with Z or an offset such as +02:00), "
-            f"got {shown(given)}"
+            f"got {shown(given)}{why}"
         ) from None
 
 
@@ -470,10 +477,13 @@ def _send_get(
 
 
 def _failed(url: str, page: int, exc: requests.RequestException, hidden: set[str]) -> PageError:
-    """The PageError of a request that got no (whole) answer; its text may quote the server."""
-    return PageError(
-        f"GET {url} failed: {type(exc).__name__}: {excerpt(str(exc), hidden, 400)}", page=page
-    )
+    """The PageError of a request that got no (whole) answer; its text may quote the server.
+
+    This package's own errors (a token that could not be fetched) are quoted whole: they are
+    clean already, and their hint is the point.
+    """
+    text = str(exc) if isinstance(exc, AdvancedAuthError) else excerpt(str(exc), hidden, 400)
+    return PageError(f"GET {url} failed: {type(exc).__name__}: {text}", page=page)
 
 
 def _deeper_than(data: Any, limit: int) -> bool:

@@ -16,7 +16,7 @@ import requests_mock
 from _servers import RawServer, broken_chunk, closed_port, closing
 from requests.auth import AuthBase
 
-from requests_advanced_auth import ConfigurationError, PageError, TokenError
+from requests_advanced_auth import AdvancedAuth, ConfigurationError, PageError, TokenError
 from requests_advanced_auth.pagination import (
     STATISTICS_FIELDS,
     STATISTICS_URL,
@@ -836,3 +836,25 @@ def test_a_pull_given_an_auth_opens_no_session_until_it_is_iterated(sandbox, mon
     assert len(opened) == 1
     assert opened[0].auth is auth
     rows.close()
+
+
+@pytest.mark.parametrize(("text", "why"), [("2024-13-01", "month must be in 1..12"),
+                                          ("2024-02-30", "day is out of range for month")])
+def test_a_date_with_an_impossible_month_or_day_says_which(sandbox, text, why):
+    with pytest.raises(ConfigurationError, match=re.escape(f"got '{text}' ({why})")):
+        iter_transactions(sandbox.auth(), site_ids=25, start=text, end="2024-12-31",
+                          url=sandbox.transactions_url)
+
+
+def test_statistics_given_several_sites_says_it_takes_one(sandbox):
+    with pytest.raises(ConfigurationError, match="site_id takes one site id"):
+        iter_statistics(sandbox.auth(), site_id=[25, 26], **YEAR, url=sandbox.statistics_url)
+
+
+def test_a_token_error_during_a_pull_is_quoted_whole_with_its_hint(sandbox):
+    auth = AdvancedAuth(sandbox.client_id, "a-mistyped-secret", token_url=sandbox.token_url,
+                        allowed_hosts=[f"127.0.0.1:{sandbox.port}"])
+    with pytest.raises(PageError) as caught:
+        list(iter_transactions(auth, site_ids=25, **YEAR, url=sandbox.transactions_url))
+    assert "client_secret_basic' or 'client_secret_post')" in str(caught.value)
+    assert "…" not in str(caught.value)
