@@ -679,7 +679,11 @@ class TokenFetcher:
                 status_code=status,
                 retry_after=retry_after,
             )
-        if isinstance(data, dict) and isinstance(data.get("error"), str):
+        # RFC 6749 §5.2: an error answer is a 400 (401 for invalid_client). Another status
+        # with an "error" (a 404 from a wrong path) is not the token endpoint's verdict.
+        if status in (400, 401, 403) and isinstance(data, dict) and isinstance(
+            data.get("error"), str
+        ):
             raise self._oauth_error(data, status)
         if status != 200 or not isinstance(data, dict):
             what = "JSON" if data is not None else "no JSON"

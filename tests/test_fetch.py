@@ -1388,3 +1388,11 @@ def test_a_transport_error_chain_holds_no_echoed_secret_nor_its_frames(wire, wai
     for text in (rendered, repr(error.__cause__), str(error.__context__)):
         assert SECRET not in text
         assert basic not in text
+
+
+def test_a_404_with_a_json_error_is_a_wrong_token_url_not_an_oauth_error(requests_mock, clock):
+    requests_mock.post(IDP_URL, status_code=404, headers=JSON,
+                       json={"error": "not_found", "error_description": "no such route"})
+    with pytest.raises(TokenResponseError, match="check token_url") as info:
+        make_auth(clock=clock).get_token()
+    assert info.value.status_code == 404
