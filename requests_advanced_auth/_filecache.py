@@ -242,6 +242,8 @@ class FileTokenCache:
         that is not a token cache, or that it cannot read, and leaves it as it is: a
         mistyped ``advanced-auth cache clear --file`` must not destroy someone's file.
         """
+        if not os.path.lexists(self.path):
+            return 0  # nothing to clear, and nothing (no directory, no lock file) made
         with self._locked():
             try:
                 signature, tokens = self._read()

@@ -763,6 +763,8 @@ def _write_rows(
         _note(f"wrote {count} {what} to {args.output}")
     if count == 0 and args.start_page > 1:
         _note(f"no rows from page {args.start_page} on: it may be past the last page")
+    elif count == 0:
+        _note(f"no {what} for this selection: check --site and the dates")
     return EXIT_OK
 
 
@@ -837,7 +839,10 @@ def _port(text: str) -> int:
 def _run_sandbox(args: argparse.Namespace) -> int:
     from .sandbox import main as sandbox_main
 
-    return sandbox_main(["--port", str(args.port), "--token-lifetime", repr(args.token_lifetime)])
+    return sandbox_main(
+        ["--port", str(args.port), "--token-lifetime", repr(args.token_lifetime)],
+        prog=f"{PROG} sandbox",
+    )
 
 
 def _add_cache(subparsers: Subparsers) -> None:

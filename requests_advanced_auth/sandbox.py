@@ -1485,10 +1485,12 @@ def _banner(sandbox: Sandbox) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, prog: str = "python -m requests_advanced_auth.sandbox"
+) -> int:
     """``python -m requests_advanced_auth.sandbox``: serve until Ctrl-C, return 0."""
     parser = argparse.ArgumentParser(
-        prog="python -m requests_advanced_auth.sandbox",
+        prog=prog,
         description="Run a local emulator of Advanced-Store's advanced API on 127.0.0.1.",
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port (default: any free one)")
@@ -1507,8 +1509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sandbox.start()
     except OSError as exc:
-        print(f"{parser.prog}: error: cannot listen on 127.0.0.1:{args.port}: {exc}",
-              file=sys.stderr)
+        print(f"{parser.prog}: error: cannot listen on 127.0.0.1:{args.port}: {exc} (choose "
+              "another with --port, or --port 0 for any free one)", file=sys.stderr)
         return 1
     try:
         print(_banner(sandbox), flush=True)

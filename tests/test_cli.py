@@ -928,9 +928,10 @@ def test_sandbox_command_prints_exports_that_the_other_commands_use(capsys, monk
 
 def test_sandbox_command_passes_its_options_to_the_sandbox(capsys, monkeypatch):
     seen = []
-    monkeypatch.setattr("requests_advanced_auth.sandbox.main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr("requests_advanced_auth.sandbox.main",
+                        lambda argv, prog: seen.append((argv, prog)) or 0)
     assert run(capsys, "sandbox", "--port", "8765", "--token-lifetime", "30")[0] == 0
-    assert seen == [["--port", "8765", "--token-lifetime", "30.0"]]
+    assert seen == [(["--port", "8765", "--token-lifetime", "30.0"], "advanced-auth sandbox")]
 
 
 def test_interrupt_exits_130(capsys, monkeypatch):
@@ -954,3 +955,22 @@ def test_a_plain_http_api_url_off_loopback_is_a_usage_error(env, capsys):
     assert code == 2
     assert "--api-url 'http://api.example.com' uses plain http to a non-loopback host" in err
     assert "the access token would travel unencrypted" in err
+
+
+def test_a_selection_with_no_rows_says_what_to_check(env, capsys, tmp_path):
+    code, _, err = run(capsys, "transactions", "--site", "99", "--since", "2024-01-01",
+                       "--until", "2024-01-31", "-o", str(tmp_path / "none.csv"))
+    assert code == 0
+    assert "no transactions for this selection: check --site and the dates" in err
+
+
+def test_sandbox_on_a_busy_port_names_the_command_and_the_way_out(capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = run(capsys, "sandbox", "--port", str(busy.getsockname()[1]))
+    assert code == 1
+    assert err.startswith("advanced-auth sandbox: error: cannot listen on 127.0.0.1:")
+    assert "--port 0 for any free one" in err

@@ -680,3 +680,9 @@ def test_a_stored_token_that_cannot_go_in_a_header_is_skipped_as_unreadable(
     assert cache.get(KEY) is None
     [warning] = warnings_in(caplog)
     assert "unreadable entries" in warning.getMessage()
+
+
+def test_clearing_a_cache_that_does_not_exist_creates_nothing(tmp_path):
+    path = tmp_path / "not" / "yet" / "tokens.json"
+    assert FileTokenCache(path).clear() == 0
+    assert not (tmp_path / "not").exists()
