@@ -95,6 +95,10 @@ def run(auth: ClientCredentialsAuth, url: str, sites: str, args: argparse.Namesp
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     sites = ",".join(args.site or []) or os.environ.get("ADVANCED_STORE_SITE_IDS", "").strip()
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):  # found now, not after a year's pull
+        print(f"error: the folder of --output does not exist: {folder}", file=sys.stderr)
+        return 2
     try:
         if credentials_in_environment():
             if not sites:

@@ -134,3 +134,11 @@ def test_main_job_runs_on_the_exports_of_a_sandbox_alone(tmp_path, sandbox):
     )
     assert done.returncode == 0, done.stderr
     assert "sites 25,26" in done.stdout
+
+
+def test_main_job_checks_its_output_folder_before_pulling(tmp_path):
+    done = run_example("transactions_to_dataframe.py", "-o", str(tmp_path / "no" / "x.csv"),
+                       cwd=tmp_path)
+    assert done.returncode == 2
+    assert "the folder of --output does not exist" in done.stderr
+    assert "transactions updated" not in done.stdout  # nothing was pulled
